@@ -1,0 +1,253 @@
+"""Heatmap codec of the paper: continuous encoding (Eq. 3) and local soft-argmax decoding (Eq. 4).
+
+Points are (x, y) in heatmap pixels with pixel centres at integer coordinates;
+heatmaps are channels-last, float[..., H, W, K]. The quantized encodings, plain
+argmax, FAN's +-0.25 heuristic, global soft-argmax and DARK are kept beside the
+paper's method as the baselines and peers it is compared with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+QUANTIZE = (None, "round", "floor")
+METHODS = ("local_softargmax", "argmax", "argmax_quarter", "global_softargmax", "dark")
+
+# DARK's distribution modulation blurs with OpenCV's 11x11 kernel, whose sigma is 2.
+DARK_BLUR_SIGMA = 2.0
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_shape(shape) -> tuple[int, int]:
+    if (not isinstance(shape, Sequence) or len(shape) != 2
+            or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)):
+        raise ValueError(f"shape must be (H, W) with two positive ints, got {shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def _check_points(points) -> jax.Array:
+    points = jnp.asarray(points)
+    if points.ndim < 2 or points.shape[-1] != 2:
+        raise ValueError(f"points must have shape [..., K, 2], got {points.shape}")
+    if not jnp.issubdtype(points.dtype, jnp.floating):
+        points = points.astype(jnp.float32)
+    if _is_concrete(points) and not bool(jnp.all(jnp.isfinite(points))):
+        bad = np.argwhere(~np.isfinite(np.asarray(points)).all(-1))
+        raise ValueError(f"points contain non-finite coordinates at index {bad[0].tolist()} "
+                                          f"(of {bad.shape[0]} such points); mask them instead of encoding them")
+    return points.astype(jnp.float32)
+
+
+def encode(points, shape, sigma, quantize=None) -> jax.Array:
+    """Draws one unnormalised Gaussian (peak 1 at the point) per landmark.
+
+    Args:
+        points: float[..., K, 2], (x, y) in heatmap pixels.
+        shape: (H, W) of the heatmap.
+        sigma: standard deviation in heatmap pixels (> 0).
+        quantize: None for the paper's continuous centre (Eq. 3), or "round" /
+            "floor" for the quantized centres of the baselines (Eq. 2).
+
+    Returns:
+        float32[..., H, W, K]. Under jit a non-finite point draws an all-zero map
+        (it cannot raise there); called eagerly it raises ValueError.
+    """
+    h, w = _check_shape(shape)
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+    if _is_concrete(sigma) and not (np.ndim(sigma) == 0 and float(sigma) > 0):
+        raise ValueError(f"sigma must be a positive scalar, got {sigma!r}")
+    points = _check_points(points)
+    if quantize == "round":
+        points = jnp.round(points)
+    elif quantize == "floor":
+        points = jnp.floor(points)
+    finite = jnp.all(jnp.isfinite(points), axis=-1)  # [..., K]
+    points = jnp.where(finite[..., None], points, 0.0)
+    x, y = points[..., 0], points[..., 1]  # [..., K]
+    scale = -0.5 / jnp.square(jnp.asarray(sigma, jnp.float32))
+    # The Gaussian is separable: two 1-D profiles and one outer product.
+    gx = jnp.exp(scale * jnp.square(jnp.arange(w, dtype=jnp.float32)[:, None] - x[..., None, :]))
+    gy = jnp.exp(scale * jnp.square(jnp.arange(h, dtype=jnp.float32)[:, None] - y[..., None, :]))
+    gx = jnp.where(finite[..., None, :], gx, 0.0)
+    return gy[..., :, None, :] * gx[..., None, :, :]
+
+
+def _check_heatmaps(hm) -> jax.Array:
+    hm = jnp.asarray(hm)
+    if hm.ndim < 3:
+        raise ValueError(f"heatmaps must have shape [..., H, W, K], got {hm.shape}")
+    if not jnp.issubdtype(hm.dtype, jnp.floating):
+        raise ValueError(f"heatmaps must be floating point, got dtype {hm.dtype}")
+    # [..., K, H, W]: one map per landmark is the natural unit of work below.
+    return jnp.moveaxis(hm.astype(jnp.float32), -1, -3)
+
+
+def _argmax_hw(maps) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Row-major first maximum of each [H, W] map: (x, y) int32 and the peak value.
+
+    Built from max + compare + min because jnp.argmax lowers to a slow
+    variadic reduce on XLA's CPU backend.
+    """
+    h, w = maps.shape[-2:]
+    flat = maps.reshape(*maps.shape[:-2], h * w)
+    peak = jnp.max(flat, axis=-1)
+    iota = jnp.arange(h * w, dtype=jnp.int32)
+    idx = jnp.min(jnp.where(flat == peak[..., None], iota, h * w - 1), axis=-1)
+    return idx % w, idx // w, peak
+
+
+def _gather(maps, x, y):
+    """maps[..., y, x] for integer index arrays x, y of shape [..., M] (clipped into the map)."""
+    h, w = maps.shape[-2:]
+    flat = maps.reshape(*maps.shape[:-2], h * w)
+    idx = jnp.clip(y, 0, h - 1) * w + jnp.clip(x, 0, w - 1)
+    return jnp.take_along_axis(flat, idx, axis=-1)
+
+
+def _nan_where_undefined(coords, peak):
+    # A map holding NaN has no maximum: say so instead of returning pixel (0, 0).
+    return jnp.where(jnp.isnan(peak)[..., None], jnp.nan, coords)
+
+
+def _argmax(maps, **_):
+    x, y, peak = _argmax_hw(maps)
+    return _nan_where_undefined(jnp.stack([x, y], -1).astype(jnp.float32), peak)
+
+
+def _argmax_quarter(maps, **_):
+    """FAN's heuristic: a quarter pixel toward the larger neighbour, interior peaks only."""
+    h, w = maps.shape[-2:]
+    x, y, peak = _argmax_hw(maps)
+    dx = _gather(maps, x[..., None] + 1, y[..., None]) - _gather(maps, x[..., None] - 1, y[..., None])
+    dy = _gather(maps, x[..., None], y[..., None] + 1) - _gather(maps, x[..., None], y[..., None] - 1)
+    interior = (x > 0) & (x < w - 1) & (y > 0) & (y < h - 1)
+    shift = 0.25 * jnp.sign(jnp.concatenate([dx, dy], -1))
+    coords = jnp.stack([x, y], -1).astype(jnp.float32) + jnp.where(interior[..., None], shift, 0.0)
+    return _nan_where_undefined(coords, peak)
+
+
+def _window_offsets(window):
+    r = window // 2
+    oy, ox = jnp.meshgrid(jnp.arange(-r, r + 1), jnp.arange(-r, r + 1), indexing="ij")
+    return ox.reshape(-1), oy.reshape(-1)
+
+
+def _local_softargmax(maps, window, temperature, **_):
+    """Eq. 4: soft-argmax over the window x window patch around the maximum.
+
+    Window pixels outside the map take no part (weight zero): the window is
+    never wrapped or shifted at the borders.
+    """
+    h, w = maps.shape[-2:]
+    x, y, peak = _argmax_hw(jax.lax.stop_gradient(maps))
+    ox, oy = _window_offsets(window)
+    px, py = x[..., None] + ox, y[..., None] + oy  # [..., K, window**2]
+    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+    logits = jnp.where(inside, temperature * _gather(maps, px, py), -jnp.inf)
+    weights = jax.nn.softmax(logits, axis=-1)
+    offset = jnp.stack([jnp.sum(weights * ox, -1), jnp.sum(weights * oy, -1)], -1)
+    return _nan_where_undefined(jnp.stack([x, y], -1).astype(jnp.float32) + offset, peak)
+
+
+def _global_softargmax(maps, temperature, **_):
+    """Soft-argmax over the whole map (Sun et al.), the global peer of Eq. 4."""
+    h, w = maps.shape[-2:]
+    weights = jax.nn.softmax(temperature * maps.reshape(*maps.shape[:-2], h * w), axis=-1)
+    weights = weights.reshape(maps.shape)
+    x = jnp.sum(weights * jnp.arange(w, dtype=jnp.float32), axis=(-2, -1))
+    y = jnp.sum(weights * jnp.arange(h, dtype=jnp.float32)[:, None], axis=(-2, -1))
+    return jnp.stack([x, y], -1)
+
+
+def _gaussian_blur(maps, sigma):
+    """Separable Gaussian blur with edge padding, rescaled to keep each map's maximum (DARK)."""
+    r = int(math.ceil(3 * sigma))
+    k = jnp.exp(-0.5 * jnp.square(jnp.arange(-r, r + 1, dtype=jnp.float32) / sigma))
+    k = k / jnp.sum(k)
+    lead = maps.shape[:-2]
+    flat = maps.reshape(-1, 1, *maps.shape[-2:])
+    flat = jnp.pad(flat, ((0, 0), (0, 0), (r, r), (r, r)), mode="edge")
+    dn = ("NCHW", "OIHW", "NCHW")
+    hp = jax.lax.Precision.HIGHEST
+    flat = jax.lax.conv_general_dilated(flat, k.reshape(1, 1, -1, 1), (1, 1), "VALID",
+                                                                            dimension_numbers=dn, precision=hp)
+    flat = jax.lax.conv_general_dilated(flat, k.reshape(1, 1, 1, -1), (1, 1), "VALID",
+                                                                            dimension_numbers=dn, precision=hp)
+    blurred = flat.reshape(*lead, *maps.shape[-2:])
+    old_max = jnp.max(maps, axis=(-2, -1), keepdims=True)
+    new_max = jnp.max(blurred, axis=(-2, -1), keepdims=True)
+    return blurred * old_max / jnp.where(new_max > 0, new_max, 1.0)
+
+
+def _dark(maps, **_):
+    """DARK (Zhang et al., CVPR 2020): blur, log, one Newton step from the maximum.
+
+    The step is skipped at the border (no neighbours) and where the log-map is
+    not concave there, and it is clipped to one pixel.
+    """
+    h, w = maps.shape[-2:]
+    x, y, peak = _argmax_hw(maps)
+    logm = jnp.log(jnp.maximum(_gaussian_blur(maps, DARK_BLUR_SIGMA), 1e-10))
+    ox = jnp.array([0, 1, -1, 0, 0, 1, 1, -1, -1])
+    oy = jnp.array([0, 0, 0, 1, -1, 1, -1, 1, -1])
+    v = _gather(logm, x[..., None] + ox, y[..., None] + oy)
+    c, xp, xm, yp, ym, pp, pm, mp, mm = (v[..., i] for i in range(9))
+    grad = jnp.stack([0.5 * (xp - xm), 0.5 * (yp - ym)], -1)
+    dxx, dyy = xp - 2 * c + xm, yp - 2 * c + ym
+    dxy = 0.25 * (pp - pm - mp + mm)
+    det = dxx * dyy - dxy * dxy
+    concave = (dxx < 0) & (det > 0)
+    safe_det = jnp.where(concave, det, 1.0)
+    # offset = -Hessian^-1 grad, with the 2x2 inverse written out.
+    step_x = -(dyy * grad[..., 0] - dxy * grad[..., 1]) / safe_det
+    step_y = -(-dxy * grad[..., 0] + dxx * grad[..., 1]) / safe_det
+    step = jnp.clip(jnp.stack([step_x, step_y], -1), -1.0, 1.0)
+    interior = (x > 0) & (x < w - 1) & (y > 0) & (y < h - 1) & concave
+    coords = jnp.stack([x, y], -1).astype(jnp.float32) + jnp.where(interior[..., None], step, 0.0)
+    return _nan_where_undefined(coords, peak)
+
+
+_DECODERS = {
+        "local_softargmax": _local_softargmax,
+        "argmax": _argmax,
+        "argmax_quarter": _argmax_quarter,
+        "global_softargmax": _global_softargmax,
+        "dark": _dark,
+}
+
+
+def decode(hm, method="local_softargmax", window=5, temperature=10.0) -> jax.Array:
+    """Reads sub-pixel landmark coordinates from heatmaps.
+
+    Args:
+        hm: float[..., H, W, K] heatmaps.
+        method: "local_softargmax" (Eq. 4, the paper), "argmax", "argmax_quarter"
+            (FAN's +-0.25 toward the larger neighbour), "global_softargmax" or
+            "dark" (Taylor refinement of the blurred log-map).
+        window: odd side of the local soft-argmax window (Fig. 1's d).
+        temperature: tau of Eq. 4; multiplies the heatmap before the softmax.
+
+    Returns:
+        float32[..., K, 2], (x, y) in heatmap pixels. A map holding NaN decodes to NaN.
+        "local_softargmax" and "global_softargmax" are differentiable in hm.
+    """
+    if method not in _DECODERS:
+        raise ValueError(f"unknown decode method {method!r}; choose one of {METHODS}")
+    maps = _check_heatmaps(hm)
+    h, w = maps.shape[-2:]
+    if not (isinstance(window, (int, np.integer)) and window >= 1 and window % 2 == 1):
+        raise ValueError(f"window must be a positive odd int, got {window!r}")
+    if window > min(h, w):
+        raise ValueError(f"window {window} is larger than the {h}x{w} heatmap")
+    if _is_concrete(temperature) and not (np.ndim(temperature) == 0 and float(temperature) > 0):
+        raise ValueError(f"temperature must be a positive scalar, got {temperature!r}")
+    return _DECODERS[method](maps, window=window, temperature=temperature)

@@ -1,0 +1,126 @@
+"""Landmark metrics of the paper's appendix B: NME, the cumulative error curve, AUC and failure rate.
+
+NMEs are fractions (0.0372 means 3.72 %). Called on concrete arrays, bad
+input (a zero normaliser, an image with no visible point, NaN) raises a
+ValueError naming the image; under jit such an image gets NaN instead.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sphm_jax import layouts
+
+NORMS = ("inter_ocular", "box", "diagonal")
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _raise_for_images(bad, what: str) -> None:
+    if _is_concrete(bad) and bool(jnp.any(bad)):
+        idx = np.flatnonzero(np.asarray(bad))
+        raise ValueError(f"{what} for image(s) {idx[:10].tolist()}"
+                         f"{' ...' if idx.size > 10 else ''} ({idx.size} in all)")
+
+
+def _check_landmarks(pred, gt, visible):
+    pred, gt = jnp.asarray(pred, jnp.float32), jnp.asarray(gt, jnp.float32)
+    if gt.ndim != 3 or gt.shape[-1] != 2:
+        raise ValueError(f"gt must have shape [N, K, 2], got {gt.shape}")
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred shape {pred.shape} does not match gt shape {gt.shape}")
+    if visible is None:
+        visible = jnp.ones(gt.shape[:2], jnp.float32)
+    visible = jnp.asarray(visible, jnp.float32)
+    if visible.shape != gt.shape[:2]:
+        raise ValueError(f"visible must have shape {gt.shape[:2]} (N, K), got {visible.shape}")
+    return pred, gt, visible
+
+
+def tight_box(points, visible=None) -> jax.Array:
+    """(x_min, y_min, x_max, y_max) of the visible points, float[..., 4]."""
+    points = jnp.asarray(points, jnp.float32)
+    vis = jnp.ones(points.shape[:-1], bool) if visible is None else jnp.asarray(visible) > 0
+    lo = jnp.min(jnp.where(vis[..., None], points, jnp.inf), axis=-2)
+    hi = jnp.max(jnp.where(vis[..., None], points, -jnp.inf), axis=-2)
+    return jnp.concatenate([lo, hi], axis=-1)
+
+
+def normalizer(gt, norm, visible=None, boxes=None, eye_indices=None) -> jax.Array:
+    """Per-image reference distance d_type of appendix B, float[N]."""
+    if norm == "inter_ocular":
+        if eye_indices is None:
+            eye_indices = layouts.get_layout(gt.shape[-2]).eye_indices
+        left, right = eye_indices
+        return jnp.linalg.norm(gt[:, left] - gt[:, right], axis=-1)
+    if norm not in ("box", "diagonal"):
+        raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
+    if boxes is None:
+        boxes = tight_box(gt, visible)
+    boxes = jnp.asarray(boxes, jnp.float32)
+    if boxes.shape != (gt.shape[0], 4):
+        raise ValueError(f"boxes must have shape ({gt.shape[0]}, 4) as (x_min, y_min, x_max, y_max), "
+                         f"got {boxes.shape}")
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return jnp.sqrt(w * h) if norm == "box" else jnp.sqrt(w * w + h * h)
+
+
+def nme(pred, gt, norm, visible=None, boxes=None, eye_indices=None) -> jax.Array:
+    """Per-image normalised mean error over the visible points, float[N].
+
+    Args:
+      pred, gt: float[N, K, 2] in the same (image) coordinates.
+      norm: "inter_ocular" (outer eye corners; 68 -> 36, 45, 98 -> 60, 72,
+        29 -> 8, 9 unless eye_indices is given), "box" (sqrt(w * h) of
+        `boxes`, or of gt's tight box when boxes is None) or "diagonal".
+      visible: float[N, K] in {0, 1}; the mean runs over visible points only.
+      boxes: float[N, 4] as (x_min, y_min, x_max, y_max).
+      eye_indices: (left, right) indices for "inter_ocular".
+    """
+    pred, gt, visible = _check_landmarks(pred, gt, visible)
+    d = normalizer(gt, norm, visible, boxes, eye_indices)
+    _raise_for_images(~(jnp.isfinite(d) & (d > 0)), f"the {norm} normaliser is zero or not finite")
+    count = jnp.sum(visible, axis=-1)
+    _raise_for_images(count == 0, "no landmark is visible")
+    err = jnp.linalg.norm(pred - gt, axis=-1)
+    # Invisible points may hold NaN placeholders: select, never multiply, them away.
+    total = jnp.sum(jnp.where(visible > 0, err * visible, 0.0), axis=-1)
+    result = total / jnp.where(count > 0, count, jnp.nan) / jnp.where(d > 0, d, jnp.nan)
+    _raise_for_images(~jnp.isfinite(result), "a visible landmark is not finite")
+    return result
+
+
+def _check_nmes(nmes, threshold) -> jax.Array:
+    nmes = jnp.asarray(nmes, jnp.float32)
+    if nmes.ndim != 1 or nmes.shape[0] == 0:
+        raise ValueError(f"nmes must be a non-empty 1-D array, got shape {nmes.shape}")
+    if _is_concrete(threshold) and not float(threshold) > 0:
+        raise ValueError(f"threshold must be positive, got {threshold!r}")
+    _raise_for_images(jnp.isnan(nmes), "NME is NaN")
+    return nmes
+
+
+def ced(nmes, threshold, num_points=1000) -> tuple[jax.Array, jax.Array]:
+    """The cumulative error curve on [0, threshold]: (errors, fraction of images with NME <= error)."""
+    nmes = _check_nmes(nmes, threshold)
+    errors = jnp.linspace(0.0, threshold, num_points)
+    return errors, jnp.mean(nmes[None, :] <= errors[:, None], axis=-1)
+
+
+def auc(nmes, threshold) -> jax.Array:
+    """Area under the cumulative error curve up to `threshold`, divided by it, in [0, 1].
+
+    Exact for the step-function curve: image i adds max(0, threshold - nme_i).
+    """
+    nmes = _check_nmes(nmes, threshold)
+    return jnp.mean(jnp.maximum(threshold - nmes, 0.0)) / threshold
+
+
+def failure_rate(nmes, threshold) -> jax.Array:
+    """Fraction of images whose NME exceeds `threshold`."""
+    nmes = _check_nmes(nmes, threshold)
+    return jnp.mean(nmes > threshold)

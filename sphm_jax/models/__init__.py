@@ -1,0 +1,8 @@
+"""Network architectures."""
+
+from sphm_jax.models.hourglass import ConvBlock
+from sphm_jax.models.hourglass import FAN
+from sphm_jax.models.hourglass import HourGlass
+from sphm_jax.models.hourglass import count_params
+
+__all__ = ["ConvBlock", "FAN", "HourGlass", "count_params"]
