@@ -82,10 +82,10 @@ def nme(pred, gt, norm, visible=None, boxes=None, eye_indices=None) -> jax.Array
       eye_indices: (left, right) indices for "inter_ocular".
     """
     pred, gt, visible = _check_landmarks(pred, gt, visible)
-    d = normalizer(gt, norm, visible, boxes, eye_indices)
-    _raise_for_images(~(jnp.isfinite(d) & (d > 0)), f"the {norm} normaliser is zero or not finite")
     count = jnp.sum(visible, axis=-1)
     _raise_for_images(count == 0, "no landmark is visible")
+    d = normalizer(gt, norm, visible, boxes, eye_indices)
+    _raise_for_images(~(jnp.isfinite(d) & (d > 0)), f"the {norm} normaliser is zero or not finite")
     err = jnp.linalg.norm(pred - gt, axis=-1)
     # Invisible points may hold NaN placeholders: select, never multiply, them away.
     total = jnp.sum(jnp.where(visible > 0, err * visible, 0.0), axis=-1)
