@@ -8,11 +8,10 @@ builder broadcasts over leading batch dims of its arguments.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from sphm_jax._validate import check_hw
 
 
 def _f32(x) -> jax.Array:
@@ -149,14 +148,12 @@ def warp_affine(image, matrix, out_shape) -> jax.Array:
     image, matrix = _f32(image), _check_matrix(matrix)
     if image.ndim < 3:
         raise ValueError(f"image must have shape [..., H, W, C], got {image.shape}")
-    if (not isinstance(out_shape, Sequence) or len(out_shape) != 2
-            or not all(isinstance(s, (int, np.integer)) and s > 0 for s in out_shape)):
-        raise ValueError(f"out_shape must be (h, w) with two positive ints, got {out_shape!r}")
+    out_shape = check_hw(out_shape, "out_shape")
     batch = image.shape[:-3]
     if matrix.shape[:-2] not in ((), batch):
         raise ValueError(f"matrix batch dims {matrix.shape[:-2]} do not match image batch dims {batch}")
     matrix = jnp.broadcast_to(matrix, (*batch, 2, 3))
     flat_img = image.reshape(-1, *image.shape[-3:])
     flat_inv = invert(matrix).reshape(-1, 2, 3)
-    warped = jax.vmap(_warp_one, in_axes=(0, 0, None))(flat_img, flat_inv, tuple(out_shape))
+    warped = jax.vmap(_warp_one, in_axes=(0, 0, None))(flat_img, flat_inv, out_shape)
     return warped.reshape(*batch, *out_shape, image.shape[-1])

@@ -9,11 +9,11 @@ paper's method as the baselines and peers it is compared with.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from sphm_jax._validate import check_hw, is_concrete
 
 QUANTIZE = (None, "round", "floor")
 # The sigma with the lowest roundtrip NME at window 5, tau 10 (the README's Fig. 3 table).
@@ -24,24 +24,13 @@ METHODS = ("local_softargmax", "argmax", "argmax_quarter", "global_softargmax", 
 DARK_BLUR_SIGMA = 2.0
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_shape(shape) -> tuple[int, int]:
-    if (not isinstance(shape, Sequence) or len(shape) != 2
-            or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)):
-        raise ValueError(f"shape must be (H, W) with two positive ints, got {shape!r}")
-    return int(shape[0]), int(shape[1])
-
-
 def _check_points(points) -> jax.Array:
     points = jnp.asarray(points)
     if points.ndim < 2 or points.shape[-1] != 2:
         raise ValueError(f"points must have shape [..., K, 2], got {points.shape}")
     if not jnp.issubdtype(points.dtype, jnp.floating):
         points = points.astype(jnp.float32)
-    if _is_concrete(points) and not bool(jnp.all(jnp.isfinite(points))):
+    if is_concrete(points) and not bool(jnp.all(jnp.isfinite(points))):
         bad = np.argwhere(~np.isfinite(np.asarray(points)).all(-1))
         raise ValueError(f"points contain non-finite coordinates at index {bad[0].tolist()} "
                                           f"(of {bad.shape[0]} such points); mask them instead of encoding them")
@@ -62,10 +51,10 @@ def encode(points, shape, sigma, quantize=None) -> jax.Array:
         float32[..., H, W, K]. Under jit a non-finite point draws an all-zero map
         (it cannot raise there); called eagerly it raises ValueError.
     """
-    h, w = _check_shape(shape)
+    h, w = check_hw(shape)
     if quantize not in QUANTIZE:
         raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
-    if _is_concrete(sigma) and not (np.ndim(sigma) == 0 and float(sigma) > 0):
+    if is_concrete(sigma) and not (np.ndim(sigma) == 0 and float(sigma) > 0):
         raise ValueError(f"sigma must be a positive scalar, got {sigma!r}")
     points = _check_points(points)
     if quantize == "round":
@@ -251,6 +240,6 @@ def decode(hm, method="local_softargmax", window=5, temperature=10.0) -> jax.Arr
         raise ValueError(f"window must be a positive odd int, got {window!r}")
     if window > min(h, w):
         raise ValueError(f"window {window} is larger than the {h}x{w} heatmap")
-    if _is_concrete(temperature) and not (np.ndim(temperature) == 0 and float(temperature) > 0):
+    if is_concrete(temperature) and not (np.ndim(temperature) == 0 and float(temperature) > 0):
         raise ValueError(f"temperature must be a positive scalar, got {temperature!r}")
     return _DECODERS[method](maps, window=window, temperature=temperature)

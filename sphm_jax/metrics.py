@@ -12,16 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from sphm_jax import layouts
+from sphm_jax._validate import is_concrete
 
 NORMS = ("inter_ocular", "box", "diagonal")
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def _raise_for_images(bad, what: str) -> None:
-    if _is_concrete(bad) and bool(jnp.any(bad)):
+    if is_concrete(bad) and bool(jnp.any(bad)):
         idx = np.flatnonzero(np.asarray(bad))
         raise ValueError(f"{what} for image(s) {idx[:10].tolist()}"
                          f"{' ...' if idx.size > 10 else ''} ({idx.size} in all)")
@@ -98,7 +95,7 @@ def _check_nmes(nmes, threshold) -> jax.Array:
     nmes = jnp.asarray(nmes, jnp.float32)
     if nmes.ndim != 1 or nmes.shape[0] == 0:
         raise ValueError(f"nmes must be a non-empty 1-D array, got shape {nmes.shape}")
-    if _is_concrete(threshold) and not float(threshold) > 0:
+    if is_concrete(threshold) and not float(threshold) > 0:
         raise ValueError(f"threshold must be positive, got {threshold!r}")
     _raise_for_images(jnp.isnan(nmes), "NME is NaN")
     return nmes
