@@ -15,7 +15,10 @@ def is_concrete(x) -> bool:
 
 def check_hw(shape, name: str = "shape") -> tuple[int, int]:
     """(H, W) as two positive ints, or a ValueError naming `name`."""
-    if (not isinstance(shape, Sequence) or len(shape) != 2
-            or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)):
+    if (
+        not isinstance(shape, Sequence)
+        or len(shape) != 2
+        or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)
+    ):
         raise ValueError(f"{name} must be (H, W) with two positive ints, got {shape!r}")
     return int(shape[0]), int(shape[1])

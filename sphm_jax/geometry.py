@@ -130,8 +130,9 @@ def _bilinear(image, x, y) -> jax.Array:
 
 def _warp_one(image, inverse, out_shape) -> jax.Array:
     h, w = out_shape
-    ys, xs = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                          indexing="ij")
+    ys, xs = jnp.meshgrid(
+        jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij"
+    )
     sx = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
     sy = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
     return _bilinear(image, sx, sy)
@@ -151,7 +152,9 @@ def warp_affine(image, matrix, out_shape) -> jax.Array:
     out_shape = check_hw(out_shape, "out_shape")
     batch = image.shape[:-3]
     if matrix.shape[:-2] not in ((), batch):
-        raise ValueError(f"matrix batch dims {matrix.shape[:-2]} do not match image batch dims {batch}")
+        raise ValueError(
+            f"matrix batch dims {matrix.shape[:-2]} do not match image batch dims {batch}"
+        )
     matrix = jnp.broadcast_to(matrix, (*batch, 2, 3))
     flat_img = image.reshape(-1, *image.shape[-3:])
     flat_inv = invert(matrix).reshape(-1, 2, 3)

@@ -32,8 +32,10 @@ def _check_points(points) -> jax.Array:
         points = points.astype(jnp.float32)
     if is_concrete(points) and not bool(jnp.all(jnp.isfinite(points))):
         bad = np.argwhere(~np.isfinite(np.asarray(points)).all(-1))
-        raise ValueError(f"points contain non-finite coordinates at index {bad[0].tolist()} "
-                                          f"(of {bad.shape[0]} such points); mask them instead of encoding them")
+        raise ValueError(
+            f"points contain non-finite coordinates at index {bad[0].tolist()} "
+            f"(of {bad.shape[0]} such points); mask them instead of encoding them"
+        )
     return points.astype(jnp.float32)
 
 
@@ -119,8 +121,9 @@ def _argmax_quarter(maps, **_):
     """FAN's heuristic: a quarter pixel toward the larger neighbour, interior peaks only."""
     h, w = maps.shape[-2:]
     x, y, has_nan = _argmax_hw(maps)
-    dx = _gather(maps, x[..., None] + 1, y[..., None]) - _gather(maps, x[..., None] - 1, y[..., None])
-    dy = _gather(maps, x[..., None], y[..., None] + 1) - _gather(maps, x[..., None], y[..., None] - 1)
+    xs, ys = x[..., None], y[..., None]
+    dx = _gather(maps, xs + 1, ys) - _gather(maps, xs - 1, ys)
+    dy = _gather(maps, xs, ys + 1) - _gather(maps, xs, ys - 1)
     interior = (x > 0) & (x < w - 1) & (y > 0) & (y < h - 1)
     shift = 0.25 * jnp.sign(jnp.concatenate([dx, dy], -1))
     coords = jnp.stack([x, y], -1).astype(jnp.float32) + jnp.where(interior[..., None], shift, 0.0)
@@ -170,10 +173,12 @@ def _gaussian_blur(maps, sigma):
     flat = jnp.pad(flat, ((0, 0), (0, 0), (r, r), (r, r)), mode="edge")
     dn = ("NCHW", "OIHW", "NCHW")
     hp = jax.lax.Precision.HIGHEST
-    flat = jax.lax.conv_general_dilated(flat, k.reshape(1, 1, -1, 1), (1, 1), "VALID",
-                                                                            dimension_numbers=dn, precision=hp)
-    flat = jax.lax.conv_general_dilated(flat, k.reshape(1, 1, 1, -1), (1, 1), "VALID",
-                                                                            dimension_numbers=dn, precision=hp)
+    flat = jax.lax.conv_general_dilated(
+        flat, k.reshape(1, 1, -1, 1), (1, 1), "VALID", dimension_numbers=dn, precision=hp
+    )
+    flat = jax.lax.conv_general_dilated(
+        flat, k.reshape(1, 1, 1, -1), (1, 1), "VALID", dimension_numbers=dn, precision=hp
+    )
     blurred = flat.reshape(*lead, *maps.shape[-2:])
     old_max = jnp.max(maps, axis=(-2, -1), keepdims=True)
     new_max = jnp.max(blurred, axis=(-2, -1), keepdims=True)
@@ -209,11 +214,11 @@ def _dark(maps, **_):
 
 
 _DECODERS = {
-        "local_softargmax": _local_softargmax,
-        "argmax": _argmax,
-        "argmax_quarter": _argmax_quarter,
-        "global_softargmax": _global_softargmax,
-        "dark": _dark,
+    "local_softargmax": _local_softargmax,
+    "argmax": _argmax,
+    "argmax_quarter": _argmax_quarter,
+    "global_softargmax": _global_softargmax,
+    "dark": _dark,
 }
 
 

@@ -25,14 +25,18 @@ def parse_pts(text: str, name: str = "<string>", num_landmarks: int | None = Non
         lineno, line = lines.pop(0)
         key, sep, value = line.partition(":")
         if not sep:
-            raise AnnotationError(f"{name}:{lineno}: expected 'key: value' header or '{{', got {line!r}")
+            raise AnnotationError(
+                f"{name}:{lineno}: expected 'key: value' header or '{{', got {line!r}"
+            )
         header[key.strip()] = value.strip()
     if "n_points" not in header:
         raise AnnotationError(f"{name}: missing 'n_points:' header")
     try:
         count = int(header["n_points"])
     except ValueError:
-        raise AnnotationError(f"{name}: n_points is not an integer: {header['n_points']!r}") from None
+        raise AnnotationError(
+            f"{name}: n_points is not an integer: {header['n_points']!r}"
+        ) from None
     if count <= 0:
         raise AnnotationError(f"{name}: n_points must be positive, got {count}")
     if not lines or lines[0][1] != "{":
@@ -42,8 +46,10 @@ def parse_pts(text: str, name: str = "<string>", num_landmarks: int | None = Non
         raise AnnotationError(f"{name}: missing closing '}}' after the points")
     end_line = lines.pop()[0]
     if len(lines) != count:
-        raise AnnotationError(f"{name}: n_points is {count} but {len(lines)} point lines precede "
-                              f"the '}}' on line {end_line}")
+        raise AnnotationError(
+            f"{name}: n_points is {count} but {len(lines)} point lines precede "
+            f"the '}}' on line {end_line}"
+        )
     points = np.empty((count, 2), np.float64)
     for k, (lineno, line) in enumerate(lines):
         fields = line.split()
@@ -52,7 +58,9 @@ def parse_pts(text: str, name: str = "<string>", num_landmarks: int | None = Non
         except ValueError:
             values = []
         if len(values) != 2 or not all(math.isfinite(v) for v in values):
-            raise AnnotationError(f"{name}:{lineno}: expected two finite numbers 'x y', got {line!r}")
+            raise AnnotationError(
+                f"{name}:{lineno}: expected two finite numbers 'x y', got {line!r}"
+            )
         points[k] = values
     if num_landmarks is not None and count != num_landmarks:
         raise AnnotationError(f"{name}: has {count} points, expected {num_landmarks}")

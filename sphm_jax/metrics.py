@@ -20,8 +20,10 @@ NORMS = ("inter_ocular", "box", "diagonal")
 def _raise_for_images(bad, what: str) -> None:
     if is_concrete(bad) and bool(jnp.any(bad)):
         idx = np.flatnonzero(np.asarray(bad))
-        raise ValueError(f"{what} for image(s) {idx[:10].tolist()}"
-                         f"{' ...' if idx.size > 10 else ''} ({idx.size} in all)")
+        raise ValueError(
+            f"{what} for image(s) {idx[:10].tolist()}"
+            f"{' ...' if idx.size > 10 else ''} ({idx.size} in all)"
+        )
 
 
 def _check_landmarks(pred, gt, visible):
@@ -60,8 +62,10 @@ def normalizer(gt, norm, visible=None, boxes=None, eye_indices=None) -> jax.Arra
         boxes = tight_box(gt, visible)
     boxes = jnp.asarray(boxes, jnp.float32)
     if boxes.shape != (gt.shape[0], 4):
-        raise ValueError(f"boxes must have shape ({gt.shape[0]}, 4) as (x_min, y_min, x_max, y_max), "
-                         f"got {boxes.shape}")
+        raise ValueError(
+            f"boxes must have shape ({gt.shape[0]}, 4) as (x_min, y_min, x_max, y_max), "
+            f"got {boxes.shape}"
+        )
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     return jnp.sqrt(w * h) if norm == "box" else jnp.sqrt(w * w + h * h)
 

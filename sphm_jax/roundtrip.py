@@ -37,8 +37,12 @@ PIPELINES = (
 )
 
 _SIGMAS = flags.DEFINE_list("sigmas", ["1", "1.5", "2"], "Gaussian sigmas in heatmap px.")
-_NORM = flags.DEFINE_enum("norm", None, metrics.NORMS,
-                          "NME normalisation; default inter_ocular where the layout has eyes.")
+_NORM = flags.DEFINE_enum(
+    "norm",
+    None,
+    metrics.NORMS,
+    "NME normalisation; default inter_ocular where the layout has eyes.",
+)
 _NUM_SYNTHETIC = flags.DEFINE_integer("num_synthetic", 2000, "Faces in the synthetic set.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic set.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 256, "Network input side, px.")
@@ -63,19 +67,41 @@ def encode_decode(points, crop, *, shape, sigma, quantize, method, window, tempe
     in_map = geometry.image_to_heatmap(geometry.transform_points(points, crop), stride)
     hm = heatmaps.encode(in_map, shape, sigma, quantize)
     decoded = heatmaps.decode(hm, method, window, temperature)
-    return geometry.transform_points(geometry.heatmap_to_image(decoded, stride), geometry.invert(crop))
+    return geometry.transform_points(
+        geometry.heatmap_to_image(decoded, stride), geometry.invert(crop)
+    )
 
 
-def roundtrip_nmes(landmarks, sigma, quantize, method, *, norm, image_size=256, heatmap_size=64,
-                   face_size=220.0, window=5, temperature=10.0, chunk=128) -> np.ndarray:
+def roundtrip_nmes(
+    landmarks,
+    sigma,
+    quantize,
+    method,
+    *,
+    norm,
+    image_size=256,
+    heatmap_size=64,
+    face_size=220.0,
+    window=5,
+    temperature=10.0,
+    chunk=128,
+) -> np.ndarray:
     """Per-face NME of the encode -> decode roundtrip, float[N]."""
     landmarks = np.asarray(landmarks, np.float32)
     stride = image_size // heatmap_size
     crops = crop_matrices(landmarks, image_size, face_size)
     decoded = [
-        encode_decode(landmarks[i:i + chunk], crops[i:i + chunk], shape=(heatmap_size,) * 2,
-                      sigma=sigma, quantize=quantize, method=method, window=window,
-                      temperature=temperature, stride=stride)
+        encode_decode(
+            landmarks[i : i + chunk],
+            crops[i : i + chunk],
+            shape=(heatmap_size,) * 2,
+            sigma=sigma,
+            quantize=quantize,
+            method=method,
+            window=window,
+            temperature=temperature,
+            stride=stride,
+        )
         for i in range(0, len(landmarks), chunk)
     ]
     return np.asarray(metrics.nme(np.concatenate(decoded), landmarks, norm))
@@ -109,15 +135,21 @@ def default_norm(num_landmarks: int) -> str:
     return "inter_ocular"
 
 
-def report(sets: Sequence[tuple[str, np.ndarray]], sigmas: Sequence[float], norm=None,
-           **kwargs) -> list[dict]:
+def report(
+    sets: Sequence[tuple[str, np.ndarray]], sigmas: Sequence[float], norm=None, **kwargs
+) -> list[dict]:
     """One row per (set, sigma) with the mean NME of every pipeline."""
     rows = []
     for name, landmarks in sets:
         set_norm = norm or default_norm(landmarks.shape[1])
         for sigma in sigmas:
-            row = {"set": name, "faces": len(landmarks), "points": landmarks.shape[1],
-                   "norm": set_norm, "sigma": sigma}
+            row = {
+                "set": name,
+                "faces": len(landmarks),
+                "points": landmarks.shape[1],
+                "norm": set_norm,
+                "sigma": sigma,
+            }
             for label, quantize, method in PIPELINES:
                 nmes = roundtrip_nmes(landmarks, sigma, quantize, method, norm=set_norm, **kwargs)
                 row[label] = float(np.mean(nmes))
@@ -127,14 +159,17 @@ def report(sets: Sequence[tuple[str, np.ndarray]], sigmas: Sequence[float], norm
 
 def format_table(rows: Sequence[dict]) -> str:
     """A markdown table of NMEs in percent."""
-    head = ("| set | faces | points | norm | sigma | baseline round+0.25 (%) "
-            "| baseline floor+0.25 (%) | ours (%) | ours / baseline round |")
+    head = (
+        "| set | faces | points | norm | sigma | baseline round+0.25 (%) "
+        "| baseline floor+0.25 (%) | ours (%) | ours / baseline round |"
+    )
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         lines.append(
             f"| {r['set']} | {r['faces']} | {r['points']} | {r['norm']} | {r['sigma']:g} "
             f"| {100 * r['baseline_round']:.4f} | {100 * r['baseline_floor']:.4f} "
-            f"| {100 * r['ours']:.4f} | {r['ours'] / r['baseline_round']:.3f} |")
+            f"| {100 * r['ours']:.4f} | {r['ours'] / r['baseline_round']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -144,10 +179,16 @@ def main(argv: Sequence[str]) -> None:
     else:
         landmarks, _ = synthetic.sample_landmarks(_SEED.value, _NUM_SYNTHETIC.value)
         sets = [("synthetic", landmarks)]
-    rows = report(sets, [float(s) for s in _SIGMAS.value], _NORM.value,
-                  image_size=_IMAGE_SIZE.value, heatmap_size=_HEATMAP_SIZE.value,
-                  face_size=_FACE_SIZE.value, window=_WINDOW.value,
-                  temperature=_TEMPERATURE.value)
+    rows = report(
+        sets,
+        [float(s) for s in _SIGMAS.value],
+        _NORM.value,
+        image_size=_IMAGE_SIZE.value,
+        heatmap_size=_HEATMAP_SIZE.value,
+        face_size=_FACE_SIZE.value,
+        window=_WINDOW.value,
+        temperature=_TEMPERATURE.value,
+    )
     print(format_table(rows))
     if _JSON.value:
         with open(_JSON.value, "w") as f:

@@ -35,8 +35,17 @@ def face_template_68() -> np.ndarray:
     base = np.stack([np.linspace(-0.2, 0.2, 5), 0.25 + np.array([0, 0.02, 0.03, 0.02, 0])], -1)
     outer_mouth = _ellipse((0.0, 0.5), 0.35, 0.15, np.pi - np.arange(12) * np.pi / 6)
     inner_mouth = _ellipse((0.0, 0.5), 0.25, 0.06, np.pi - np.arange(8) * np.pi / 4)
-    parts = [jaw, left_brow, right_brow, bridge, base, _eye(-0.38), _eye(0.38), outer_mouth,
-             inner_mouth]
+    parts = [
+        jaw,
+        left_brow,
+        right_brow,
+        bridge,
+        base,
+        _eye(-0.38),
+        _eye(0.38),
+        outer_mouth,
+        inner_mouth,
+    ]
     return np.concatenate(parts).astype(np.float32)
 
 

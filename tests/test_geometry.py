@@ -32,13 +32,18 @@ def smooth_image(size, channels=2):
 def test_rotation_matches_opencv_convention_and_keeps_its_centre():
     m = geometry.rotation(90.0, (10.0, 5.0))
     # OpenCV: positive angles turn counter-clockwise on screen (y down): +x goes to -y.
-    np.testing.assert_allclose(geometry.transform_points(np.array([[11.0, 5.0], [10.0, 5.0]]), m),
-                               [[10.0, 4.0], [10.0, 5.0]], atol=1e-5)
+    np.testing.assert_allclose(
+        geometry.transform_points(np.array([[11.0, 5.0], [10.0, 5.0]]), m),
+        [[10.0, 4.0], [10.0, 5.0]],
+        atol=1e-5,
+    )
 
 
 def test_hflip_maps_pixel_centres_onto_pixel_centres():
-    np.testing.assert_allclose(geometry.transform_points(np.array([[0.0, 3.0], [9.0, 1.0]]),
-                                                         geometry.hflip(10)), [[9.0, 3.0], [0.0, 1.0]])
+    np.testing.assert_allclose(
+        geometry.transform_points(np.array([[0.0, 3.0], [9.0, 1.0]]), geometry.hflip(10)),
+        [[9.0, 3.0], [0.0, 1.0]],
+    )
     twice = geometry.compose(geometry.hflip(10), geometry.hflip(10))
     np.testing.assert_allclose(twice, geometry.identity(), atol=1e-6)
 
@@ -49,23 +54,32 @@ def test_compose_applies_left_to_right_and_invert_undoes():
     np.testing.assert_allclose(geometry.transform_points(p, geometry.compose(t, s)), [[9.0, 3.0]])
     np.testing.assert_allclose(geometry.transform_points(p, geometry.compose(s, t)), [[5.0, 3.0]])
     m = random_affines(0, 5, 32)
-    np.testing.assert_allclose(geometry.compose(m, geometry.invert(m)), geometry.identity((5,)), atol=1e-5)
+    np.testing.assert_allclose(
+        geometry.compose(m, geometry.invert(m)), geometry.identity((5,)), atol=1e-5
+    )
 
 
 def test_crop_maps_the_square_onto_the_output():
     m = geometry.crop((50.0, 40.0), 20.0, 256)
     corners = np.array([[40.0, 30.0], [60.0, 50.0], [50.0, 40.0]])
     # The square's edges go to the output's outer pixel edges (-0.5 and 255.5), its centre to the centre.
-    np.testing.assert_allclose(geometry.transform_points(corners, m),
-                               [[-0.5, -0.5], [255.5, 255.5], [127.5, 127.5]], atol=1e-4)
+    np.testing.assert_allclose(
+        geometry.transform_points(corners, m),
+        [[-0.5, -0.5], [255.5, 255.5], [127.5, 127.5]],
+        atol=1e-4,
+    )
 
 
 def test_image_heatmap_conversion_is_one_inverse_pair():
     # Image pixels 0..3 pool into heatmap pixel 0, whose centre is image x = 1.5.
     np.testing.assert_allclose(geometry.image_to_heatmap(np.array([[1.5, 5.5]]), 4), [[0.0, 1.0]])
-    np.testing.assert_allclose(geometry.heatmap_to_image(np.array([[0.0, 63.0]]), 4), [[1.5, 253.5]])
+    np.testing.assert_allclose(
+        geometry.heatmap_to_image(np.array([[0.0, 63.0]]), 4), [[1.5, 253.5]]
+    )
     p = np.random.default_rng(1).uniform(0, 256, (7, 2))
-    np.testing.assert_allclose(geometry.heatmap_to_image(geometry.image_to_heatmap(p, 4), 4), p, atol=1e-4)
+    np.testing.assert_allclose(
+        geometry.heatmap_to_image(geometry.image_to_heatmap(p, 4), 4), p, atol=1e-4
+    )
 
 
 def test_builders_broadcast_over_batch_dims():
@@ -85,23 +99,34 @@ def test_warp_affine_matches_kornia_align_corners(seed):
 
     rng = np.random.default_rng(seed)
     image = rng.normal(size=(4, 20, 24, 3)).astype(np.float32)
-    matrix = np.asarray(random_affines(seed, 4, 20)) + rng.normal(0, 0.05, (4, 2, 3)).astype(np.float32)
+    matrix = np.asarray(random_affines(seed, 4, 20)) + rng.normal(0, 0.05, (4, 2, 3)).astype(
+        np.float32
+    )
     ours = geometry.warp_affine(image, matrix, (18, 26))
     theirs = kornia.geometry.transform.warp_affine(
-        torch.from_numpy(image).permute(0, 3, 1, 2), torch.from_numpy(matrix), (18, 26),
-        mode="bilinear", padding_mode="zeros", align_corners=True)
+        torch.from_numpy(image).permute(0, 3, 1, 2),
+        torch.from_numpy(matrix),
+        (18, 26),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=True,
+    )
     np.testing.assert_allclose(ours, theirs.permute(0, 2, 3, 1).numpy(), atol=1e-4)
 
 
 def test_exact_warps_are_lossless_and_inverse_warps_restore_the_interior():
     image = np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype(np.float32)
     exact = geometry.compose(geometry.hflip(16), geometry.rotation(90.0, (7.5, 7.5)))
-    back = geometry.warp_affine(geometry.warp_affine(image, exact, (16, 16)), geometry.invert(exact), (16, 16))
+    back = geometry.warp_affine(
+        geometry.warp_affine(image, exact, (16, 16)), geometry.invert(exact), (16, 16)
+    )
     np.testing.assert_allclose(back, image, atol=1e-4)  # float32 cos(90 deg) is not exactly 0
     # A general warp resamples twice: on a smooth image only the bilinear error remains.
     smooth = smooth_image(48)[None].repeat(3, 0)
     m = random_affines(3, 3, 48)
-    back = geometry.warp_affine(geometry.warp_affine(smooth, m, (48, 48)), geometry.invert(m), (48, 48))
+    back = geometry.warp_affine(
+        geometry.warp_affine(smooth, m, (48, 48)), geometry.invert(m), (48, 48)
+    )
     np.testing.assert_allclose(back[:, 12:36, 12:36], smooth[:, 12:36, 12:36], atol=0.02)
 
 
@@ -114,7 +139,9 @@ def test_points_and_heatmaps_move_together():
     direct = heatmaps.encode(moved, (64, 64), 2.0)
     # Bilinear error of a sigma-2 Gaussian: below max|f''| / 8 * 2 ~ 0.06, plus the scale's reshaping.
     assert float(jnp.abs(warped - direct).max()) < 0.25 * 1.25
-    decoded = heatmaps.decode(warped / jnp.max(warped, axis=(-3, -2), keepdims=True), "local_softargmax")
+    decoded = heatmaps.decode(
+        warped / jnp.max(warped, axis=(-3, -2), keepdims=True), "local_softargmax"
+    )
     np.testing.assert_allclose(decoded, moved, atol=0.15)
 
 
@@ -147,12 +174,22 @@ def test_warp_affine_shares_an_unbatched_matrix_and_checks_batch_dims():
 
 
 @settings(max_examples=15, deadline=None)
-@given(batch=st.lists(st.integers(1, 2), max_size=2), h=st.integers(3, 12), w=st.integers(3, 12),
-       c=st.integers(1, 3), tx=st.integers(-3, 3), ty=st.integers(-3, 3))
+@given(
+    batch=st.lists(st.integers(1, 2), max_size=2),
+    h=st.integers(3, 12),
+    w=st.integers(3, 12),
+    c=st.integers(1, 3),
+    tx=st.integers(-3, 3),
+    ty=st.integers(-3, 3),
+)
 def test_integer_translation_shifts_any_shape_exactly(batch, h, w, c, tx, ty):
     image = np.random.default_rng(h * w + c).normal(size=(*batch, h, w, c)).astype(np.float32)
-    out = np.asarray(geometry.warp_affine(image, geometry.translation(float(tx), float(ty)), (h, w)))
+    out = np.asarray(
+        geometry.warp_affine(image, geometry.translation(float(tx), float(ty)), (h, w))
+    )
     expected = np.zeros_like(image)
-    src = image[..., max(0, -ty):h - max(0, ty), max(0, -tx):w - max(0, tx), :]
-    expected[..., max(0, ty):max(0, ty) + src.shape[-3], max(0, tx):max(0, tx) + src.shape[-2], :] = src
+    src = image[..., max(0, -ty) : h - max(0, ty), max(0, -tx) : w - max(0, tx), :]
+    expected[
+        ..., max(0, ty) : max(0, ty) + src.shape[-3], max(0, tx) : max(0, tx) + src.shape[-2], :
+    ] = src
     np.testing.assert_allclose(out, expected, atol=1e-6)

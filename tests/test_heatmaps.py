@@ -80,8 +80,10 @@ def test_local_softargmax_returns_sub_pixel_points_within_0_02_at_sigma_2():
 
 def test_quantized_baseline_is_off_by_up_to_half_a_pixel():
     points = random_points(3, 64, 68)
-    err = np.abs(np.asarray(heatmaps.decode(heatmaps.encode(points, SHAPE, 2.0, "round"),
-                                            "argmax_quarter")) - points)
+    err = np.abs(
+        np.asarray(heatmaps.decode(heatmaps.encode(points, SHAPE, 2.0, "round"), "argmax_quarter"))
+        - points
+    )
     # Rounding is all that is left: the exact Gaussian has equal neighbours, so +-0.25 never fires.
     np.testing.assert_allclose(err, np.abs(points - np.round(points)), atol=1e-5)
     assert 0.49 < err.max() <= 0.5 and err.mean() > 0.2
@@ -184,7 +186,8 @@ def test_local_softargmax_matches_kornia_conv_soft_argmax2d_at_the_maximum():
     t = torch.from_numpy(hm).permute(0, 3, 1, 2)
     # kornia 0.9 divides by its temperature, so tau = 10 is 0.1 there; its padding takes no weight.
     coords = kornia.geometry.subpix.conv_soft_argmax2d(
-        t, (5, 5), (1, 1), (2, 2), temperature=0.1, normalized_coordinates=False).numpy()
+        t, (5, 5), (1, 1), (2, 2), temperature=0.1, normalized_coordinates=False
+    ).numpy()
     flat = hm.reshape(3, -1, 5).argmax(1)
     ys, xs = flat // 20, flat % 20
     b, k = np.meshgrid(np.arange(3), np.arange(5), indexing="ij")
@@ -212,26 +215,39 @@ def _decode_all(hm):
     dtype=st.sampled_from([jnp.float32, jnp.float16, jnp.bfloat16]),
     seed=st.integers(0, 2**16),
 )
-def test_decoders_stay_inside_the_map_for_any_shape_dtype_and_point(batch, height, width, k,
-                                                                    dtype, seed):
+def test_decoders_stay_inside_the_map_for_any_shape_dtype_and_point(
+    batch, height, width, k, dtype, seed
+):
     rng = np.random.default_rng(seed)
-    points = np.stack([rng.uniform(0, width - 1, (*batch, k)), rng.uniform(0, height - 1, (*batch, k))],
-                      -1).astype(np.float32)
+    points = np.stack(
+        [rng.uniform(0, width - 1, (*batch, k)), rng.uniform(0, height - 1, (*batch, k))], -1
+    ).astype(np.float32)
     hm = heatmaps.encode(points, (height, width), 1.5).astype(dtype)
     assert hm.shape == (*batch, height, width, k)
     outs = _decode_all(hm)  # one compilation per example keeps this test fast
     for method in PROPERTY_METHODS:
         out = np.asarray(outs[method])
         assert out.shape == (*batch, k, 2) and out.dtype == np.float32
-        assert np.all(out >= 0) and np.all(out[..., 0] <= width - 1) and np.all(out[..., 1] <= height - 1)
+        assert (
+            np.all(out >= 0)
+            and np.all(out[..., 0] <= width - 1)
+            and np.all(out[..., 1] <= height - 1)
+        )
         if method in ("argmax", "argmax_quarter", "local_softargmax"):
             # Low-precision maps can tie or swap the top two pixels: within one pixel in every dtype.
-            assert np.abs(out - points).max() <= (0.5 if dtype == jnp.float32 and method != "local_softargmax"
-                                                  else 1.0) + 1e-4
+            assert (
+                np.abs(out - points).max()
+                <= (0.5 if dtype == jnp.float32 and method != "local_softargmax" else 1.0) + 1e-4
+            )
 
 
 @settings(max_examples=25, deadline=None)
 @given(x=st.floats(6.0, 57.0), y=st.floats(6.0, 57.0), sigma=st.sampled_from([1.5, 2.0, 2.5]))
 def test_dark_inverts_encode_anywhere_in_the_interior(x, y, sigma):
     point = np.array([[x, y]], np.float32)
-    assert np.abs(np.asarray(heatmaps.decode(heatmaps.encode(point, SHAPE, sigma), "dark")) - point).max() < 1e-3
+    assert (
+        np.abs(
+            np.asarray(heatmaps.decode(heatmaps.encode(point, SHAPE, sigma), "dark")) - point
+        ).max()
+        < 1e-3
+    )

@@ -29,17 +29,20 @@ def test_read_and_format_roundtrip(tmp_path):
     np.testing.assert_allclose(landmark_io.read_pts(path, num_landmarks=68), points, atol=1e-4)
 
 
-@pytest.mark.parametrize("text,message", [
-    (PTS.replace("n_points:  3", "n_points: 4"), "n_points is 4 but 3 point lines"),
-    (PTS.replace("10 20.25", "10 abc"), r"x.pts:5: expected two finite numbers"),
-    (PTS.replace("10 20.25", "10 nan"), r"x.pts:5: expected two finite numbers"),
-    (PTS.replace("10 20.25", "10 20 30"), r"x.pts:5: expected two finite numbers"),
-    (PTS.replace("n_points:  3\n", ""), "missing 'n_points:'"),
-    (PTS.replace("n_points:  3", "n_points: three"), "not an integer"),
-    (PTS.replace("}", ""), "missing closing"),
-    (PTS.replace("{", ""), r"x.pts:4: expected 'key: value'"),
-    ("", "missing 'n_points:'"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (PTS.replace("n_points:  3", "n_points: 4"), "n_points is 4 but 3 point lines"),
+        (PTS.replace("10 20.25", "10 abc"), r"x.pts:5: expected two finite numbers"),
+        (PTS.replace("10 20.25", "10 nan"), r"x.pts:5: expected two finite numbers"),
+        (PTS.replace("10 20.25", "10 20 30"), r"x.pts:5: expected two finite numbers"),
+        (PTS.replace("n_points:  3\n", ""), "missing 'n_points:'"),
+        (PTS.replace("n_points:  3", "n_points: three"), "not an integer"),
+        (PTS.replace("}", ""), "missing closing"),
+        (PTS.replace("{", ""), r"x.pts:4: expected 'key: value'"),
+        ("", "missing 'n_points:'"),
+    ],
+)
 def test_malformed_pts_names_the_file_and_line(text, message):
     with pytest.raises(landmark_io.AnnotationError, match=message):
         landmark_io.parse_pts(text, "x.pts")

@@ -14,6 +14,7 @@ ALL = sorted(LAYOUTS)
 # --- Hand-drawn sketches of each layout (unit square, image-left = small x),
 # written from the annotation schemes, independent of the flip tables. ---
 
+
 def _row(xs, y):
     return [(x, y) for x in xs]
 
@@ -30,10 +31,18 @@ def _ibug68_sketch():
         return [(a, 0.3), (t1, 0.27), (t2, 0.27), (b, 0.3), (t2, 0.33), (t1, 0.33)]
 
     eyes = eye(0.2, 0.37) + eye(0.63, 0.8)
-    outer = [(0.35, 0.7)] + _row(np.linspace(0.4, 0.6, 5), 0.66) + [(0.65, 0.7)] \
+    outer = (
+        [(0.35, 0.7)]
+        + _row(np.linspace(0.4, 0.6, 5), 0.66)
+        + [(0.65, 0.7)]
         + _row(np.linspace(0.6, 0.4, 5), 0.76)
-    inner = [(0.38, 0.7)] + _row([0.44, 0.5, 0.56], 0.69) + [(0.62, 0.7)] \
+    )
+    inner = (
+        [(0.38, 0.7)]
+        + _row([0.44, 0.5, 0.56], 0.69)
+        + [(0.62, 0.7)]
         + _row([0.56, 0.5, 0.44], 0.72)
+    )
     return np.array(jaw + brows + nose + eyes + outer + inner)
 
 
@@ -52,54 +61,153 @@ def _wflw98_sketch():
         xs = np.linspace(x0, x1, 5)
         return [(x0, 0.41)] + _row(xs[1:4], 0.385) + [(x1, 0.41)] + _row(xs[3:0:-1], 0.42)
 
-    outer = [(0.34, 0.7)] + _row(np.linspace(0.4, 0.6, 5), 0.67) + [(0.66, 0.7)] \
+    outer = (
+        [(0.34, 0.7)]
+        + _row(np.linspace(0.4, 0.6, 5), 0.67)
+        + [(0.66, 0.7)]
         + _row(np.linspace(0.6, 0.4, 5), 0.75)
-    inner = [(0.42, 0.69)] + _row([0.46, 0.5, 0.54], 0.685) + [(0.58, 0.69)] \
+    )
+    inner = (
+        [(0.42, 0.69)]
+        + _row([0.46, 0.5, 0.54], 0.685)
+        + [(0.58, 0.69)]
         + _row([0.54, 0.5, 0.46], 0.72)
+    )
     pupils = [(0.32, 0.40), (0.68, 0.40)]
-    return np.array(contour + brow(0.18, 0.42) + brow(0.58, 0.82) + nose
-                    + eye(0.24, 0.40) + eye(0.60, 0.76) + outer + inner + pupils)
+    return np.array(
+        contour
+        + brow(0.18, 0.42)
+        + brow(0.58, 0.82)
+        + nose
+        + eye(0.24, 0.40)
+        + eye(0.60, 0.76)
+        + outer
+        + inner
+        + pupils
+    )
 
 
 def _cofw29_sketch():
-    return np.array([
-        (0.09, 0.15), (0.91, 0.15), (0.40, 0.15), (0.60, 0.15),  # brow outer, inner
-        (0.24, 0.10), (0.24, 0.14), (0.76, 0.10), (0.76, 0.14),  # brow top, bottom
-        (0.17, 0.24), (0.83, 0.24), (0.38, 0.24), (0.62, 0.24),  # eye outer, inner
-        (0.28, 0.20), (0.28, 0.27), (0.72, 0.20), (0.72, 0.27),  # eye top, bottom
-        (0.28, 0.23), (0.72, 0.23),                              # pupils
-        (0.38, 0.49), (0.62, 0.49), (0.50, 0.47), (0.50, 0.54),  # nose wings, tip, base
-        (0.32, 0.66), (0.68, 0.66),                              # mouth corners
-        (0.50, 0.63), (0.50, 0.66), (0.50, 0.70), (0.50, 0.75),  # lip midpoints
-        (0.50, 0.95),                                            # chin
-    ])
+    return np.array(
+        [
+            (0.09, 0.15),
+            (0.91, 0.15),
+            (0.40, 0.15),
+            (0.60, 0.15),  # brow outer, inner
+            (0.24, 0.10),
+            (0.24, 0.14),
+            (0.76, 0.10),
+            (0.76, 0.14),  # brow top, bottom
+            (0.17, 0.24),
+            (0.83, 0.24),
+            (0.38, 0.24),
+            (0.62, 0.24),  # eye outer, inner
+            (0.28, 0.20),
+            (0.28, 0.27),
+            (0.72, 0.20),
+            (0.72, 0.27),  # eye top, bottom
+            (0.28, 0.23),
+            (0.72, 0.23),  # pupils
+            (0.38, 0.49),
+            (0.62, 0.49),
+            (0.50, 0.47),
+            (0.50, 0.54),  # nose wings, tip, base
+            (0.32, 0.66),
+            (0.68, 0.66),  # mouth corners
+            (0.50, 0.63),
+            (0.50, 0.66),
+            (0.50, 0.70),
+            (0.50, 0.75),  # lip midpoints
+            (0.50, 0.95),  # chin
+        ]
+    )
 
 
 def _aflw19_sketch():
     return np.array(
-        _row([0.25, 0.34, 0.43, 0.57, 0.66, 0.75], 0.22)    # brows
+        _row([0.25, 0.34, 0.43, 0.57, 0.66, 0.75], 0.22)  # brows
         + _row([0.29, 0.36, 0.42, 0.58, 0.64, 0.71], 0.31)  # eyes
-        + _row([0.40, 0.50, 0.60], 0.53)                    # nose
-        + _row([0.38, 0.50, 0.62], 0.69)                    # mouth
-        + [(0.50, 0.93)])                                   # chin
+        + _row([0.40, 0.50, 0.60], 0.53)  # nose
+        + _row([0.38, 0.50, 0.62], 0.69)  # mouth
+        + [(0.50, 0.93)]
+    )  # chin
 
 
-SKETCHES = {"ibug68": _ibug68_sketch, "wflw98": _wflw98_sketch,
-            "cofw29": _cofw29_sketch, "aflw19": _aflw19_sketch}
+SKETCHES = {
+    "ibug68": _ibug68_sketch,
+    "wflw98": _wflw98_sketch,
+    "cofw29": _cofw29_sketch,
+    "aflw19": _aflw19_sketch,
+}
 
 # Named facts from the sources (mmpose swap lists, HRNet MATCHED_PARTS, PIPNet).
 KNOWN_PAIRS = {
-    "ibug68": [(0, 16), (8, 8), (17, 26), (21, 22), (27, 27), (30, 30), (31, 35),
-               (33, 33), (36, 45), (39, 42), (48, 54), (51, 51), (57, 57),
-               (60, 64), (62, 62), (66, 66)],
-    "wflw98": [(0, 32), (16, 16), (33, 46), (38, 50), (51, 51), (54, 54),
-               (55, 59), (57, 57), (60, 72), (64, 68), (76, 82), (79, 79),
-               (85, 85), (88, 92), (96, 97)],
-    "cofw29": [(0, 1), (2, 3), (4, 6), (5, 7), (8, 9), (10, 11), (12, 14),
-               (13, 15), (16, 17), (18, 19), (20, 20), (21, 21), (22, 23),
-               (24, 24), (27, 27), (28, 28)],
-    "aflw19": [(0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9), (12, 14),
-               (13, 13), (15, 17), (16, 16), (18, 18)],
+    "ibug68": [
+        (0, 16),
+        (8, 8),
+        (17, 26),
+        (21, 22),
+        (27, 27),
+        (30, 30),
+        (31, 35),
+        (33, 33),
+        (36, 45),
+        (39, 42),
+        (48, 54),
+        (51, 51),
+        (57, 57),
+        (60, 64),
+        (62, 62),
+        (66, 66),
+    ],
+    "wflw98": [
+        (0, 32),
+        (16, 16),
+        (33, 46),
+        (38, 50),
+        (51, 51),
+        (54, 54),
+        (55, 59),
+        (57, 57),
+        (60, 72),
+        (64, 68),
+        (76, 82),
+        (79, 79),
+        (85, 85),
+        (88, 92),
+        (96, 97),
+    ],
+    "cofw29": [
+        (0, 1),
+        (2, 3),
+        (4, 6),
+        (5, 7),
+        (8, 9),
+        (10, 11),
+        (12, 14),
+        (13, 15),
+        (16, 17),
+        (18, 19),
+        (20, 20),
+        (21, 21),
+        (22, 23),
+        (24, 24),
+        (27, 27),
+        (28, 28),
+    ],
+    "aflw19": [
+        (0, 5),
+        (1, 4),
+        (2, 3),
+        (6, 11),
+        (7, 10),
+        (8, 9),
+        (12, 14),
+        (13, 13),
+        (15, 17),
+        (16, 16),
+        (18, 18),
+    ],
 }
 
 
@@ -180,7 +288,7 @@ def test_flip_twice_is_identity(name, batch):
 def test_flip_points_pixel_centre_convention():
     layout = LAYOUTS["aflw19"]
     points = np.zeros((19, 2), np.float32)
-    points[6] = (0.0, 5.0)   # left outer eye corner in the first pixel column
+    points[6] = (0.0, 5.0)  # left outer eye corner in the first pixel column
     points[11] = (9.0, 7.0)  # right outer eye corner in the last column
     flipped = flip_points(points, np.int64(10), layout)
     assert flipped.dtype == np.float32
@@ -190,8 +298,7 @@ def test_flip_points_pixel_centre_convention():
 
 def test_flip_points_jit_and_vmap():
     layout = LAYOUTS["wflw98"]
-    points = jnp.asarray(np.random.default_rng(1).uniform(0, 64, (2, 3, 98, 2)),
-                         dtype=jnp.float32)
+    points = jnp.asarray(np.random.default_rng(1).uniform(0, 64, (2, 3, 98, 2)), dtype=jnp.float32)
     expected = flip_points(np.asarray(points), 64, layout)
     # layout as a static argument (hashable), width traced.
     jitted = jax.jit(flip_points, static_argnames="layout")
@@ -207,11 +314,21 @@ def test_flip_points_rejects_wrong_shape():
         flip_points(np.zeros((98, 2), np.float32), 64, LAYOUTS["ibug68"])
 
 
-@pytest.mark.parametrize("key, name", [
-    (68, "ibug68"), (98, "wflw98"), (29, "cofw29"), (19, "aflw19"),
-    (np.int64(68), "ibug68"), ("ibug68", "ibug68"), ("WFLW98", "wflw98"),
-    ("300w", "ibug68"), ("cofw", "cofw29"), ("aflw", "aflw19"),
-])
+@pytest.mark.parametrize(
+    "key, name",
+    [
+        (68, "ibug68"),
+        (98, "wflw98"),
+        (29, "cofw29"),
+        (19, "aflw19"),
+        (np.int64(68), "ibug68"),
+        ("ibug68", "ibug68"),
+        ("WFLW98", "wflw98"),
+        ("300w", "ibug68"),
+        ("cofw", "cofw29"),
+        ("aflw", "aflw19"),
+    ],
+)
 def test_get_layout(key, name):
     assert get_layout(key) is LAYOUTS[name]
 
@@ -226,8 +343,13 @@ def test_get_layout_unknown(key):
 
 
 def test_layout_validation():
-    good = dict(name="toy", num_landmarks=3, flip_permutation=(2, 1, 0),
-                eye_indices=(0, 2), groups=(("eyes", (0, 1, 2)),))
+    good = dict(
+        name="toy",
+        num_landmarks=3,
+        flip_permutation=(2, 1, 0),
+        eye_indices=(0, 2),
+        groups=(("eyes", (0, 1, 2)),),
+    )
     assert hash(Layout(**good)) == hash(Layout(**good))
     bad = {
         "entries": dict(flip_permutation=(2, 1)),

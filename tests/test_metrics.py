@@ -26,7 +26,9 @@ def test_inter_ocular_uses_the_outer_eye_corners_of_each_layout(k, left, right):
 def test_eye_indices_override_the_layout_default():
     gt = np.array([[[0.0, 0.0], [4.0, 0.0], [0.0, 2.0]]], np.float32)
     pred = gt + np.array([0.0, 1.0], np.float32)
-    assert float(metrics.nme(pred, gt, "inter_ocular", eye_indices=(0, 1))[0]) == pytest.approx(0.25)
+    assert float(metrics.nme(pred, gt, "inter_ocular", eye_indices=(0, 1))[0]) == pytest.approx(
+        0.25
+    )
 
 
 def test_invisible_points_are_left_out_of_the_mean_even_when_nan():
@@ -38,16 +40,22 @@ def test_invisible_points_are_left_out_of_the_mean_even_when_nan():
     # box of the visible gt points: 10 x 10 -> sqrt(w h) = 10, diagonal = 10 sqrt 2.
     assert float(metrics.nme(pred, gt, "box", visible=visible)[0]) == pytest.approx(5.0 / 3 / 10.0)
     assert float(metrics.nme(pred, gt, "diagonal", visible=visible)[0]) == pytest.approx(
-        5.0 / 3 / (10.0 * np.sqrt(2.0)), rel=1e-6)
+        5.0 / 3 / (10.0 * np.sqrt(2.0)), rel=1e-6
+    )
 
 
 def test_given_boxes_normalise_box_and_diagonal():
     gt = np.zeros((2, 3, 2), np.float32)
     pred = gt + np.array([0.0, 2.0], np.float32)
     boxes = np.array([[0, 0, 4, 16], [10, 10, 16, 18]], np.float32)
-    np.testing.assert_allclose(metrics.nme(pred, gt, "box", boxes=boxes), [2.0 / 8.0, 2.0 / np.sqrt(48.0)])
-    np.testing.assert_allclose(metrics.nme(pred, gt, "diagonal", boxes=boxes),
-                               [2.0 / np.sqrt(272.0), 2.0 / 10.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        metrics.nme(pred, gt, "box", boxes=boxes), [2.0 / 8.0, 2.0 / np.sqrt(48.0)]
+    )
+    np.testing.assert_allclose(
+        metrics.nme(pred, gt, "diagonal", boxes=boxes),
+        [2.0 / np.sqrt(272.0), 2.0 / 10.0],
+        rtol=1e-6,
+    )
 
 
 def test_nme_errors_name_the_image():
@@ -111,4 +119,6 @@ def test_curve_metrics_reject_bad_input():
 
 def test_tight_box_uses_visible_points_only():
     pts = np.array([[[1.0, 2.0], [5.0, 9.0], [100.0, -50.0]]])
-    np.testing.assert_allclose(metrics.tight_box(pts, np.array([[1, 1, 0]])), [[1.0, 2.0, 5.0, 9.0]])
+    np.testing.assert_allclose(
+        metrics.tight_box(pts, np.array([[1, 1, 0]])), [[1.0, 2.0, 5.0, 9.0]]
+    )

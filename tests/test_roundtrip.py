@@ -40,9 +40,19 @@ def test_cli_reads_pts_folders_and_npy_files(tmp_path):
     np.save(tmp_path / "arr.npy", landmarks[:3])
     out = tmp_path / "rows.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "sphm_jax.roundtrip", "--sigmas=2", f"--json={out}",
-         str(tmp_path / "mine"), str(tmp_path / "arr.npy")],
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "sphm_jax.roundtrip",
+            "--sigmas=2",
+            f"--json={out}",
+            str(tmp_path / "mine"),
+            str(tmp_path / "arr.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "| mine | 6 | 68 | inter_ocular | 2 |" in proc.stdout
     assert "| arr | 3 | 68 | inter_ocular | 2 |" in proc.stdout
     rows = json.loads(out.read_text())
