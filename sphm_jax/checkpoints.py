@@ -11,78 +11,87 @@ import jax
 import orbax.checkpoint as ocp
 
 from sphm_jax.models import FAN
+from sphm_jax.models import abstract_variables
 
 VARIABLES = "variables"
 MODEL_CONFIG = "model_config"
 
 
 def _manager(directory, create=False, max_to_keep=None):
-  options = ocp.CheckpointManagerOptions(
-      create=create, max_to_keep=max_to_keep,
-      enable_async_checkpointing=False)  # Writes are done when save returns.
-  return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)),
-                               options=options,
-                               item_names=(VARIABLES, MODEL_CONFIG))
+    options = ocp.CheckpointManagerOptions(
+        create=create, max_to_keep=max_to_keep, enable_async_checkpointing=False
+    )  # Writes are done when save returns.
+    return ocp.CheckpointManager(
+        os.path.abspath(os.fspath(directory)), options=options, item_names=(VARIABLES, MODEL_CONFIG)
+    )
 
 
 def save(directory, step, variables, model_config, max_to_keep=None):
-  """Writes `variables` and the JSON-able dict `model_config` as `step`."""
-  args = ocp.args.Composite(**{
-      VARIABLES: ocp.args.StandardSave(variables),
-      MODEL_CONFIG: ocp.args.JsonSave(dict(model_config))})
-  with _manager(directory, create=True, max_to_keep=max_to_keep) as manager:
-    manager.save(step, args=args, force=True)
+    """Writes `variables` and the JSON-able dict `model_config` as `step`."""
+    args = ocp.args.Composite(
+        **{
+            VARIABLES: ocp.args.StandardSave(variables),
+            MODEL_CONFIG: ocp.args.JsonSave(dict(model_config)),
+        }
+    )
+    with _manager(directory, create=True, max_to_keep=max_to_keep) as manager:
+        if step in manager.all_steps():
+            raise FileExistsError(
+                f"{directory}: already holds a checkpoint for step "
+                f"{step}; delete it or save elsewhere"
+            )
+        manager.save(step, args=args, force=True)
 
 
 def latest_step(directory):
-  """The newest saved step in `directory`, or None if there is none."""
-  if not os.path.isdir(directory):
-    return None
-  with _manager(directory) as manager:
-    return manager.latest_step()
+    """The newest saved step in `directory`, or None if there is none."""
+    if not os.path.isdir(directory):
+        return None
+    with _manager(directory) as manager:
+        return manager.latest_step()
 
 
 def _restore(directory, step, **items):
-  """Restores the named items of `step` (default: latest), with clear errors."""
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"{directory}: no such checkpoint directory")
-  with _manager(directory) as manager:
-    steps = list(manager.all_steps())
-    if not steps:
-      raise FileNotFoundError(f"{directory}: holds no checkpoint")
-    step = max(steps) if step is None else step
-    if step not in steps:
-      raise FileNotFoundError(
-          f"{directory}: no checkpoint for step {step}; saved steps: {steps}")
-    return manager.restore(step, args=ocp.args.Composite(**items))
+    """Restores the named items of `step` (default: latest), with clear errors."""
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{directory}: no such checkpoint directory")
+    with _manager(directory) as manager:
+        steps = list(manager.all_steps())
+        if not steps:
+            raise FileNotFoundError(f"{directory}: holds no checkpoint")
+        step = max(steps) if step is None else step
+        if step not in steps:
+            raise FileNotFoundError(
+                f"{directory}: no checkpoint for step {step}; saved steps: {steps}"
+            )
+        return manager.restore(step, args=ocp.args.Composite(**items))
 
 
 def restore_config(directory, step=None):
-  """The model config of `step` (default: the latest), without the arrays."""
-  restored = _restore(directory, step, **{MODEL_CONFIG: ocp.args.JsonRestore()})
-  return dict(restored[MODEL_CONFIG])
+    """The model config of `step` (default: the latest), without the arrays."""
+    restored = _restore(directory, step, **{MODEL_CONFIG: ocp.args.JsonRestore()})
+    return dict(restored[MODEL_CONFIG])
 
 
 def restore(directory, step=None, target=None):
-  """Reads (model_config, variables) of `step` (default: the latest).
+    """Reads (model_config, variables) of `step` (default: the latest).
 
-  `target` (a pytree of arrays or jax.ShapeDtypeStruct) fixes the structure,
-  dtypes and shardings of the restored variables; without it they come back
-  as saved, on the default device.
-  """
-  if target is not None:
-    target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
-  restored = _restore(directory, step, **{
-      VARIABLES: ocp.args.StandardRestore(target),
-      MODEL_CONFIG: ocp.args.JsonRestore()})
-  return dict(restored[MODEL_CONFIG]), restored[VARIABLES]
+    `target` (a pytree of arrays or jax.ShapeDtypeStruct) fixes the structure,
+    dtypes and shardings of the restored variables; without it they come back
+    as saved, on the default device.
+    """
+    if target is not None:
+        target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
+    restored = _restore(
+        directory,
+        step,
+        **{VARIABLES: ocp.args.StandardRestore(target), MODEL_CONFIG: ocp.args.JsonRestore()},
+    )
+    return dict(restored[MODEL_CONFIG]), restored[VARIABLES]
 
 
 def load_model(directory, step=None, **module_kwargs):
-  """(FAN module, variables) from a checkpoint; module_kwargs e.g. dtype."""
-  model = FAN(**restore_config(directory, step), **module_kwargs)
-  side = 2 ** (model.depth + 2)  # The smallest input the hourglass takes.
-  images = jax.ShapeDtypeStruct((1, side, side, 3), "float32")
-  target = jax.eval_shape(model.init, jax.random.key(0), images)
-  _, variables = restore(directory, step, target=target)
-  return model, variables
+    """(FAN module, variables) from a checkpoint; module_kwargs e.g. dtype."""
+    model = FAN(**restore_config(directory, step), **module_kwargs)
+    _, variables = restore(directory, step, target=abstract_variables(model))
+    return model, variables
