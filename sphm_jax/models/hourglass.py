@@ -38,10 +38,14 @@ def upsample2(x):
 class _Layers(nn.Module):
     """Conv and BatchNorm factories shared by the modules below.
 
-    Subclasses declare the fields they read: dtype (of the activations),
-    param_dtype, bn_axis_name (BatchNorm statistics across devices) and
-    precision (of the convolutions).
+    Fields: dtype (of the activations), param_dtype, bn_axis_name (BatchNorm
+    statistics across devices) and precision (of the convolutions).
     """
+
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    bn_axis_name: str | None = None
+    precision: Any = None
 
     def conv(self, features, kernel, name, padding=0, strides=1, bias=True):
         pad = ((padding, padding), (padding, padding))
@@ -84,10 +88,6 @@ class ConvBlock(_Layers):
     """Pre-activation residual block; its three 3x3 convs are concatenated."""
 
     features: int = 256
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    precision: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -113,10 +113,6 @@ class HourGlass(_Layers):
 
     depth: int = 4
     features: int = 256
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    precision: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -146,10 +142,6 @@ class FAN(_Layers):
     num_landmarks: int = 68
     width: int = 256
     depth: int = 4
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    bn_axis_name: str | None = None
-    precision: Any = None
 
     def config(self):
         """The architecture as a JSON-able dict: `FAN(**model.config())`."""
