@@ -1,0 +1,238 @@
+"""Host input pipeline: any landmark builder -> cropped, resized, per-process batches.
+
+Per example (tf.data, on the host): decode, crop a square around the box,
+resize to `image_size`. Augmentation and heatmaps happen later on the device.
+
+Crop rule, the same for every dataset: the square is centred on the box
+centre, its side is `crop_scale` times the longer box side. With the tight
+landmark box (300W ground-truth boxes, COFW-68, Menpo, synthetic_faces) the
+default 256 / 220 makes the face about 220 px of a 256 crop, as in §5.1;
+datasets whose boxes are looser (WFLW's rectangles, COFW's and AFLW's
+detector-like boxes) are given their own scale by their configs.
+
+Batches are numpy dicts of the process's share of the global batch:
+  image uint8 [b, S, S, 3], landmarks float32 [b, K, 2] in crop pixels,
+  visible float32 [b, K], crop float32 [b, 2, 3] (original image -> crop; its
+  inverse maps predictions back), bbox, image_id, mask float32 [b] (0 for the
+  padding of the evaluation's last batches), and the builder's metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+DEFAULT_CROP_SCALE = 256.0 / 220.0
+
+
+def crop_matrix(center, side, size):
+    """The affine (original -> crop) of a square of `side` at `center` resized to size x size (tf)."""
+    scale = size / side
+    mid = (size - 1) / 2.0
+    zero = tf.zeros_like(scale)
+    return tf.stack(
+        [
+            tf.stack([scale, zero, mid - scale * center[0]]),
+            tf.stack([zero, scale, mid - scale * center[1]]),
+        ]
+    )
+
+
+def crop_and_resize(image, center, side, size: int):
+    """Bilinear crop of a square (zeros outside), antialiased when it shrinks the image (tf).
+
+    The image is first resized by the crop's own scale (tf.image.resize keeps
+    pixel centres: x' = (x + 0.5) * s - 0.5), then sampled pixel by pixel, so
+    the result is exactly `crop_matrix(center, side, size)` applied to it.
+    """
+    image = tf.cast(image, tf.float32)
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    step = side / size  # source pixels per output pixel
+    new_hw = tf.maximum(tf.round(hw / tf.maximum(step, 1.0)), 1.0)
+    image = tf.image.resize(image, tf.cast(new_hw, tf.int32), antialias=True)
+    s = new_hw / hw  # (sy, sx) of the pre-resize
+    cy, cx = (center[1] + 0.5) * s[0] - 0.5, (center[0] + 0.5) * s[1] - 0.5
+    half_y, half_x = (size - 1) / 2.0 * step * s[0], (size - 1) / 2.0 * step * s[1]
+    # crop_and_resize reads normalised corners as y * (H - 1): pixel centres at both ends.
+    denom = tf.maximum(new_hw - 1.0, 1.0)
+    box = tf.stack(
+        [
+            (cy - half_y) / denom[0],
+            (cx - half_x) / denom[1],
+            (cy + half_y) / denom[0],
+            (cx + half_x) / denom[1],
+        ]
+    )
+    out = tf.image.crop_and_resize(
+        image[None], box[None], [0], [size, size], extrapolation_value=0.0
+    )[0]
+    return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+
+
+def transform_points(points, matrix):
+    """Applies a 2x3 affine to points [K, 2] (tf)."""
+    return tf.linalg.matmul(points, matrix[:, :2], transpose_b=True) + matrix[:, 2]
+
+
+def preprocess(example: dict, image_size: int, crop_scale: float = DEFAULT_CROP_SCALE) -> dict:
+    """One builder example -> the crop the network sees, with its landmarks and matrix."""
+    bbox = tf.cast(example["bbox"], tf.float32)
+    center = tf.stack([(bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0])
+    side = crop_scale * tf.maximum(bbox[2] - bbox[0], bbox[3] - bbox[1])
+    matrix = crop_matrix(center, side, float(image_size))
+    out = {k: v for k, v in example.items() if k != "image"}
+    out["image"] = crop_and_resize(example["image"], center, side, image_size)
+    out["landmarks"] = transform_points(tf.cast(example["landmarks"], tf.float32), matrix)
+    out["crop"] = matrix
+    out["mask"] = tf.constant(1.0, tf.float32)
+    return out
+
+
+def flip_example(example: dict, flip_permutation) -> dict:
+    """Mirrors a preprocessed crop and its points; the permutation restores left/right order (tf)."""
+    width = tf.cast(tf.shape(example["image"])[1], tf.float32)
+    perm = tf.constant(flip_permutation, tf.int32)
+    mirror = tf.constant([[-1.0, 0.0], [0.0, 1.0]])
+    out = dict(example)
+    out["image"] = example["image"][:, ::-1]
+    points = tf.linalg.matmul(example["landmarks"], mirror) + tf.stack([width - 1.0, 0.0])
+    out["landmarks"] = tf.gather(points, perm)
+    out["visible"] = tf.gather(example["visible"], perm)
+    flip = tf.constant([[-1.0, 0.0], [0.0, 1.0]]) @ example["crop"]
+    out["crop"] = flip + tf.stack([tf.stack([0.0, 0.0, width - 1.0]), tf.zeros(3)])
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """This process's share of a split: the TFDS split string and its size."""
+
+    name: str
+    num_examples: int
+    process_batch_size: int
+
+
+def process_split(builder, split: str, global_batch_size: int) -> Split:
+    """The process's disjoint, nearly equal share of `split`, with its per-process batch size."""
+    count = jax.process_count()
+    if global_batch_size % count:
+        raise ValueError(
+            f"batch size {global_batch_size} is not divisible by the {count} processes"
+        )
+    share = tfds.even_splits(split, n=count, drop_remainder=False)[jax.process_index()]
+    num = builder.info.splits[share].num_examples
+    return Split(share, num, global_batch_size // count)
+
+
+def _read(builder, split: Split, seed: int | None):
+    read_config = tfds.ReadConfig(
+        shuffle_seed=seed, interleave_cycle_length=1 if seed is None else 16
+    )
+    return builder.as_dataset(
+        split=split.name,
+        shuffle_files=seed is not None,
+        read_config=read_config,
+        decoders={"image": tfds.decode.SkipDecoding()},
+    )
+
+
+def _decode(example, builder):
+    example = dict(example)
+    example["image"] = builder.info.features["image"].decode_example(example["image"])
+    return example
+
+
+def steps_per_epoch(builder, split: str, global_batch_size: int) -> int:
+    """Training steps in one epoch: every process takes the same number of full batches."""
+    count = jax.process_count()
+    shares = tfds.even_splits(split, n=count, drop_remainder=False)
+    smallest = min(builder.info.splits[s].num_examples for s in shares)
+    return smallest // (global_batch_size // count)
+
+
+def train_batches(
+    builder,
+    split: str,
+    *,
+    global_batch_size: int,
+    image_size: int,
+    seed: int,
+    crop_scale: float = DEFAULT_CROP_SCALE,
+    start_step: int = 0,
+    shuffle_buffer: int = 2048,
+) -> Iterator[dict]:
+    """Endless per-process training batches; the order depends only on (seed, epoch).
+
+    Restarting with `start_step` continues exactly where a run that took that
+    many steps stopped (the skipped examples are not decoded).
+    """
+    share = process_split(builder, split, global_batch_size)
+    per_epoch = steps_per_epoch(builder, split, global_batch_size)
+    if per_epoch == 0:
+        raise ValueError(
+            f"{split}: {share.num_examples} examples on this process cannot fill "
+            f"one batch of {share.process_batch_size}"
+        )
+    epoch, step_in_epoch = divmod(start_step, per_epoch)
+    while True:
+        epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % 2**31)
+        ds = _read(builder, share, epoch_seed)
+        ds = ds.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        ds = ds.take(per_epoch * share.process_batch_size)
+        ds = ds.skip(step_in_epoch * share.process_batch_size)
+        ds = ds.map(
+            lambda ex: preprocess(_decode(ex, builder), image_size, crop_scale),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        ds = ds.batch(share.process_batch_size, drop_remainder=True).prefetch(2)
+        yield from tfds.as_numpy(ds)
+        epoch, step_in_epoch = epoch + 1, 0
+
+
+def _padding_like(element_spec) -> dict:
+    """One all-zero example (empty strings, mask 0) with the structure of element_spec."""
+
+    def zero(spec):
+        if spec.dtype == tf.string:
+            return tf.constant("", shape=spec.shape)
+        return tf.zeros(spec.shape, spec.dtype)
+
+    return tf.nest.map_structure(zero, element_spec)
+
+
+def eval_steps(builder, split: str, global_batch_size: int) -> int:
+    """Evaluation steps for `split`: the same on every process, enough for its largest share."""
+    count = jax.process_count()
+    shares = tfds.even_splits(split, n=count, drop_remainder=False)
+    largest = max(builder.info.splits[s].num_examples for s in shares)
+    return -(-largest // (global_batch_size // count))
+
+
+def eval_batches(
+    builder,
+    split: str,
+    *,
+    global_batch_size: int,
+    image_size: int,
+    crop_scale: float = DEFAULT_CROP_SCALE,
+) -> Iterator[dict]:
+    """Every example of the process's share once, in order; padded batches carry mask 0."""
+    share = process_split(builder, split, global_batch_size)
+    steps = eval_steps(builder, split, global_batch_size)
+    ds = _read(builder, share, None)
+    ds = ds.map(
+        lambda ex: preprocess(_decode(ex, builder), image_size, crop_scale),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    padding = _padding_like(ds.element_spec)
+    # Images differ in nothing but content after the crop, so a fixed-shape zero example pads.
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
+    ds = ds.take(steps * share.process_batch_size).batch(share.process_batch_size).prefetch(2)
+    return iter(tfds.as_numpy(ds))
