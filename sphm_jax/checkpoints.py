@@ -1,8 +1,9 @@
 """Model checkpoints: variables plus the model config, through orbax.
 
 A checkpoint directory holds one orbax step folder per saved step, each with
-the items "variables" (a pytree of arrays) and "model_config" (JSON). Every
-orbax call of the project lives here, so an orbax API change touches one file.
+the items "variables" (a pytree of arrays) and "model_config" (JSON), and, for
+training runs, "train_state" (the step and the optimiser state). Every orbax
+call of the project lives here, so an orbax API change touches one file.
 """
 
 import os
@@ -15,6 +16,7 @@ from sphm_jax.models import abstract_variables
 
 VARIABLES = "variables"
 MODEL_CONFIG = "model_config"
+TRAIN_STATE = "train_state"
 
 
 def _manager(directory, create=False, max_to_keep=None):
@@ -22,18 +24,19 @@ def _manager(directory, create=False, max_to_keep=None):
         create=create, max_to_keep=max_to_keep, enable_async_checkpointing=False
     )  # Writes are done when save returns.
     return ocp.CheckpointManager(
-        os.path.abspath(os.fspath(directory)), options=options, item_names=(VARIABLES, MODEL_CONFIG)
+        os.path.abspath(os.fspath(directory)), options=options, item_names=(VARIABLES, MODEL_CONFIG, TRAIN_STATE)
     )
 
 
-def save(directory, step, variables, model_config, max_to_keep=None):
-    """Writes `variables` and the JSON-able dict `model_config` as `step`."""
-    args = ocp.args.Composite(
-        **{
-            VARIABLES: ocp.args.StandardSave(variables),
-            MODEL_CONFIG: ocp.args.JsonSave(dict(model_config)),
-        }
-    )
+def save(directory, step, variables, model_config, max_to_keep=None, train_state=None):
+    """Writes `variables`, the JSON-able dict `model_config` and, optionally, `train_state` as `step`."""
+    items = {
+        VARIABLES: ocp.args.StandardSave(variables),
+        MODEL_CONFIG: ocp.args.JsonSave(dict(model_config)),
+    }
+    if train_state is not None:
+        items[TRAIN_STATE] = ocp.args.StandardSave(train_state)
+    args = ocp.args.Composite(**items)
     with _manager(directory, create=True, max_to_keep=max_to_keep) as manager:
         if step in manager.all_steps():
             raise FileExistsError(
@@ -88,6 +91,20 @@ def restore(directory, step=None, target=None):
         **{VARIABLES: ocp.args.StandardRestore(target), MODEL_CONFIG: ocp.args.JsonRestore()},
     )
     return dict(restored[MODEL_CONFIG]), restored[VARIABLES]
+
+
+def restore_training(directory, variables_target, train_state_target, step=None):
+    """(variables, train_state) of `step` (default: the latest), shaped and sharded like the targets."""
+    as_struct = lambda t: jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, t)
+    restored = _restore(
+        directory,
+        step,
+        **{
+            VARIABLES: ocp.args.StandardRestore(as_struct(variables_target)),
+            TRAIN_STATE: ocp.args.StandardRestore(as_struct(train_state_target)),
+        },
+    )
+    return restored[VARIABLES], restored[TRAIN_STATE]
 
 
 def load_model(directory, step=None, **module_kwargs):

@@ -1,0 +1,43 @@
+"""Siamese consistency training (§3.4, Eq. 6): warp each view's heatmaps back and merge them."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from sphm_jax import augment, geometry
+
+
+def heatmap_matrix(matrix, stride: int):
+    """The image-pixel affine `matrix` expressed in heatmap pixels (stride `stride`)."""
+    to_map = geometry.compose(
+        geometry.scale(1.0 / stride), geometry.translation(*(0.5 / stride - 0.5,) * 2)
+    )
+    return geometry.compose(geometry.invert(to_map), matrix, to_map)
+
+
+def warp_back(heatmaps, matrices, flipped, stride: int, flip_permutation):
+    """T^-1 applied to the heatmaps of views T(X): back in X's frame and landmark order.
+
+    heatmaps float[B, h, w, K] of the views; matrices float[B, 2, 3] (crop ->
+    view, image pixels); flipped bool[B].
+    """
+    inverse = geometry.invert(heatmap_matrix(matrices, stride))
+    back = geometry.warp_affine(heatmaps, inverse, heatmaps.shape[-3:-1])
+    return augment.permute_if(flipped, back, flip_permutation, axis=-1)
+
+
+def siamese_heatmaps(heatmaps_0, heatmaps_1, matrices, flipped, stride: int, flip_permutation):
+    """Eq. 6: T0^-1(Phi(T0 X)) + T1^-1(Phi(T1 X)), the element-wise sum of the warped-back views.
+
+    matrices float[2, B, 2, 3] and flipped bool[2, B] hold T0 and T1.
+    """
+    return warp_back(heatmaps_0, matrices[0], flipped[0], stride, flip_permutation) + warp_back(
+        heatmaps_1, matrices[1], flipped[1], stride, flip_permutation
+    )
+
+
+def masked_l2(pred, target, visible):
+    """Pixel-wise squared error, mean over pixels and the visible landmarks' channels."""
+    weight = visible[..., None, None, :]
+    sq = jnp.square(pred - target) * weight
+    return jnp.sum(sq) / jnp.maximum(jnp.sum(weight) * pred.shape[-3] * pred.shape[-2], 1.0)
