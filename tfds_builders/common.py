@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image, ImageOps
@@ -84,6 +85,39 @@ def read_image(path) -> np.ndarray:
             return np.asarray(img.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{path}: not a readable image ({err})") from None
+
+
+def load_mat5(data: bytes, name: str) -> dict:
+    """scipy.io.loadmat of a MATLAB v5 .mat file's bytes; an unreadable file is a DataError."""
+    try:
+        return scipy.io.loadmat(io.BytesIO(data))
+    except (
+        scipy.io.matlab.MatReadError,
+        ValueError,
+        TypeError,
+        NotImplementedError,
+        OSError,
+    ) as err:
+        raise DataError(f"{name}: not a readable MATLAB v5 .mat file ({err})") from None
+
+
+def mat_variable(mat: dict, variable: str, name: str):
+    """mat[variable], or a DataError listing the variables the file has."""
+    if variable not in mat:
+        variables = sorted(k for k in mat if not k.startswith("__"))
+        raise DataError(f"{name}: no variable {variable!r} (has {variables})")
+    return mat[variable]
+
+
+def same_stem_image(pts_path, suffixes=(".jpg", ".png")) -> epath.Path:
+    """The image beside a `.pts` file (same stem); a missing one is never skipped."""
+    pts_path = epath.Path(pts_path)
+    for suffix in suffixes:
+        path = pts_path.with_suffix(suffix)
+        if path.exists():
+            return path
+    wanted = " or ".join(pts_path.stem + s for s in suffixes)
+    raise FileNotFoundError(f"{pts_path}: no image {wanted} beside it in manual_dir")
 
 
 def tight_box(landmarks: np.ndarray, visible: np.ndarray) -> np.ndarray:

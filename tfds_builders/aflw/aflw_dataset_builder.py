@@ -17,10 +17,8 @@ Release facts (checked against the AFLW readers of PIPNet, SAN and FaRL/facer):
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
-import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
 
@@ -108,11 +106,7 @@ def parse_row(arrays: dict, row: int, path: str) -> dict:
 
 def load_release(path: epath.Path) -> dict:
     """The checked arrays of AFLWinfo_release.mat."""
-    try:
-        mat = scipy.io.loadmat(io.BytesIO(path.read_bytes()))
-    except (scipy.io.matlab.MatReadError, ValueError, TypeError, NotImplementedError) as err:
-        raise common.DataError(f"{path}: not a readable MATLAB v5 .mat file ({err})") from None
-    return release_arrays(mat, str(path))
+    return release_arrays(common.load_mat5(path.read_bytes(), str(path)), str(path))
 
 
 def image_dir(root: epath.Path) -> epath.Path:

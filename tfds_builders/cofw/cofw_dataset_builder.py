@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 
 import h5py
 import numpy as np
-import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
 
@@ -101,7 +99,7 @@ def parse_phis_row(row, where: str) -> tuple[np.ndarray, np.ndarray]:
 
 def parse_points_mat(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(landmarks float32 [68, 2] 0-based, occluded bool [68]) from a COFW-68 `_points.mat`."""
-    mat = load_mat5(data, name)
+    mat = common.load_mat5(data, name)
     for var in ("Points", "Occ"):
         if var not in mat:
             raise common.DataError(f"{name}: no variable {var!r} (has {sorted(mat_vars(mat))})")
@@ -117,20 +115,6 @@ def parse_points_mat(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
 def mat_vars(mat: dict) -> list[str]:
     """The variable names of a loadmat dict, without its `__header__`-style entries."""
     return [k for k in mat if not k.startswith("__")]
-
-
-def load_mat5(data: bytes, name: str) -> dict:
-    """scipy.io.loadmat of a v5 .mat file's bytes; an unreadable file is a DataError."""
-    try:
-        return scipy.io.loadmat(io.BytesIO(data))
-    except (
-        scipy.io.matlab.MatReadError,
-        ValueError,
-        TypeError,
-        NotImplementedError,
-        OSError,
-    ) as err:
-        raise common.DataError(f"{name}: not a readable MATLAB v5 .mat file ({err})") from None
 
 
 @contextlib.contextmanager
@@ -207,7 +191,7 @@ def cofw68_examples(root: epath.Path, skip_corrupt: bool):
     path = root / MAT_FILES["test"]
     count = NUM_IMAGES["test"]
     box_path = root / COFW68_BOXES
-    box_mat = load_mat5(box_path.read_bytes(), str(box_path))
+    box_mat = common.load_mat5(box_path.read_bytes(), str(box_path))
     if "bboxes" not in box_mat:
         raise common.DataError(f"{box_path}: no variable 'bboxes' (has {mat_vars(box_mat)})")
     boxes = np.asarray(box_mat["bboxes"], np.float64)

@@ -22,11 +22,9 @@ Release facts (checked against the 300-W pages of iBUG, and the readers in LUVLi
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections.abc import Iterator, Mapping
 
 import numpy as np
-import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
 
@@ -46,7 +44,6 @@ SUBSETS = {
     "300W/01_Indoor": None,
     "300W/02_Outdoor": None,
 }
-IMAGE_SUFFIXES = (".jpg", ".png")
 
 _DESCRIPTION = """
 300 Faces In-the-Wild (Sagonas et al., 2013/2016): faces from LFPW, HELEN, AFW and iBUG
@@ -74,13 +71,8 @@ def box_file(subset: str) -> str | None:
 
 def parse_box_mat(data: bytes, name: str) -> dict[str, np.ndarray]:
     """{image stem: 0-based bb_ground_truth float32 [4]} from a `bounding_boxes_*.mat`."""
-    try:
-        mat = scipy.io.loadmat(io.BytesIO(data))
-    except (scipy.io.matlab.MatReadError, ValueError, TypeError, NotImplementedError) as err:
-        raise common.DataError(f"{name}: not a readable MATLAB v5 .mat file ({err})") from None
-    if "bounding_boxes" not in mat:
-        variables = sorted(k for k in mat if not k.startswith("__"))
-        raise common.DataError(f"{name}: no variable 'bounding_boxes' (has {variables})")
+    mat = common.load_mat5(data, name)
+    common.mat_variable(mat, "bounding_boxes", name)
     boxes = {}
     for i, cell in enumerate(np.ravel(mat["bounding_boxes"]), 1):
         try:
@@ -98,17 +90,6 @@ def parse_box_mat(data: bytes, name: str) -> dict[str, np.ndarray]:
             raise common.DataError(f"{name}: entry {i}: a second box for {image}")
         boxes[stem] = (box - 1.0).astype(np.float32)
     return boxes
-
-
-def face_image(pts_path: epath.Path) -> epath.Path:
-    """The image of a `.pts`: same stem, `.jpg` or `.png`; a missing one is never skipped."""
-    for suffix in IMAGE_SUFFIXES:
-        path = pts_path.with_suffix(suffix)
-        if path.exists():
-            return path
-    raise FileNotFoundError(
-        f"{pts_path}: no image {pts_path.stem}.jpg or {pts_path.stem}.png beside it in manual_dir"
-    )
 
 
 def subset_faces(root: epath.Path, subset: str) -> list[epath.Path]:
@@ -141,7 +122,7 @@ def ibug_300w_examples(
     def build(item):
         subset, pts_path, boxes = item
         landmarks = read_pts(pts_path, NUM_LANDMARKS)
-        image_path = face_image(pts_path)
+        image_path = common.same_stem_image(pts_path)
         bbox = None
         if boxes is not None:
             mat, by_stem = boxes

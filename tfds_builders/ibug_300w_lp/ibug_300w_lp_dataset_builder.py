@@ -22,12 +22,10 @@ Release facts (checked against TFDS's own `the300w_lp` builder, mmpose
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 from collections.abc import Iterator
 
 import numpy as np
-import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
 
@@ -56,14 +54,8 @@ class Ibug300wLpConfig(common.LandmarkConfig):
 
 def parse_lp_mat(data: bytes, name: str, variable: str) -> np.ndarray:
     """0-based float32 [68, 2] from the bytes of a 300W-LP `_pts.mat` file."""
-    try:
-        mat = scipy.io.loadmat(io.BytesIO(data))
-    except (scipy.io.matlab.MatReadError, ValueError, TypeError, NotImplementedError) as err:
-        raise common.DataError(f"{name}: not a readable MATLAB v5 .mat file ({err})") from None
-    if variable not in mat:
-        variables = sorted(k for k in mat if not k.startswith("__"))
-        raise common.DataError(f"{name}: no variable {variable!r} (has {variables})")
-    points = np.asarray(mat[variable], np.float64)
+    mat = common.load_mat5(data, name)
+    points = np.asarray(common.mat_variable(mat, variable, name), np.float64)
     if points.shape != (NUM_LANDMARKS, 2):
         raise common.DataError(
             f"{name}: {variable!r} has shape {points.shape}, expected ({NUM_LANDMARKS}, 2)"

@@ -28,7 +28,6 @@ from tfds_builders import common
 NUM_LANDMARKS = 68  # semi-frontal mark-up
 NUM_PROFILE = 39  # profile mark-up, left out
 FOLDERS = {"train": "trainset", "test": "testset"}
-IMAGE_SUFFIXES = (".jpg", ".png")
 HOMEPAGE = "https://ibug.doc.ic.ac.uk/resources/2nd-facial-landmark-tracking-competition-menpo-ben/"
 
 _DESCRIPTION = """
@@ -56,17 +55,6 @@ def is_profile(points) -> bool:
     return not isinstance(points, Exception) and len(points) == NUM_PROFILE
 
 
-def face_image(pts_path: epath.Path) -> epath.Path:
-    """The image of a `.pts`: same stem, `.jpg` or `.png`; a missing one is never skipped."""
-    for suffix in IMAGE_SUFFIXES:
-        path = pts_path.with_suffix(suffix)
-        if path.exists():
-            return path
-    raise FileNotFoundError(
-        f"{pts_path}: no image {pts_path.stem}.jpg or {pts_path.stem}.png beside it in manual_dir"
-    )
-
-
 def menpo_examples(folder: epath.Path, skip_corrupt: bool, name: str) -> Iterator[tuple[str, dict]]:
     """(key, example) for every 68-point `.pts` file of a folder; 39-point ones are counted."""
     pts_files = sorted(folder.glob("*.pts"))
@@ -91,7 +79,7 @@ def menpo_examples(folder: epath.Path, skip_corrupt: bool, name: str) -> Iterato
                 f"or {NUM_PROFILE} (profile)"
             )
         image_id = f"{folder.name}/{pts_path.stem}"
-        image = common.read_image(face_image(pts_path))
+        image = common.read_image(common.same_stem_image(pts_path))
         return image_id, common.make_example(image, points, image_id)
 
     yield from common.generate(frontal, build, skip_corrupt, name)
