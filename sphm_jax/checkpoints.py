@@ -24,7 +24,9 @@ def _manager(directory, create=False, max_to_keep=None):
         create=create, max_to_keep=max_to_keep, enable_async_checkpointing=False
     )  # Writes are done when save returns.
     return ocp.CheckpointManager(
-        os.path.abspath(os.fspath(directory)), options=options, item_names=(VARIABLES, MODEL_CONFIG, TRAIN_STATE)
+        os.path.abspath(os.fspath(directory)),
+        options=options,
+        item_names=(VARIABLES, MODEL_CONFIG, TRAIN_STATE),
     )
 
 

@@ -148,11 +148,8 @@ def _decode(example, builder):
 
 
 def steps_per_epoch(builder, split: str, global_batch_size: int) -> int:
-    """Training steps in one epoch: every process takes the same number of full batches."""
-    count = jax.process_count()
-    shares = tfds.even_splits(split, n=count, drop_remainder=False)
-    smallest = min(builder.info.splits[s].num_examples for s in shares)
-    return smallest // (global_batch_size // count)
+    """Training steps in one epoch of `split`: full global batches only."""
+    return builder.info.splits[split].num_examples // global_batch_size
 
 
 def train_batches(
@@ -168,29 +165,37 @@ def train_batches(
 ) -> Iterator[dict]:
     """Endless per-process training batches; the order depends only on (seed, epoch).
 
-    Restarting with `start_step` continues exactly where a run that took that
-    many steps stopped (the skipped examples are not decoded).
+    Every process reads the same shuffled order and keeps its slot of each
+    global batch (before decoding), so global batches do not depend on the
+    number of processes. Restarting with `start_step` continues exactly where
+    a run that took that many steps stopped (skipped examples are not decoded).
     """
-    share = process_split(builder, split, global_batch_size)
+    count, index = jax.process_count(), jax.process_index()
+    if global_batch_size % count:
+        raise ValueError(
+            f"batch size {global_batch_size} is not divisible by the {count} processes"
+        )
+    local = global_batch_size // count
     per_epoch = steps_per_epoch(builder, split, global_batch_size)
     if per_epoch == 0:
         raise ValueError(
-            f"{split}: {share.num_examples} examples on this process cannot fill "
-            f"one batch of {share.process_batch_size}"
+            f"{split}: {builder.info.splits[split].num_examples} examples cannot "
+            f"fill one batch of {global_batch_size}"
         )
     epoch, step_in_epoch = divmod(start_step, per_epoch)
+    whole = Split(split, builder.info.splits[split].num_examples, local)
     while True:
         epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % 2**31)
-        ds = _read(builder, share, epoch_seed)
+        ds = _read(builder, whole, epoch_seed)
         ds = ds.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
-        ds = ds.take(per_epoch * share.process_batch_size)
-        ds = ds.skip(step_in_epoch * share.process_batch_size)
+        ds = ds.take(per_epoch * global_batch_size).skip(step_in_epoch * global_batch_size)
+        ds = ds.enumerate().filter(lambda i, _: (i % global_batch_size) // local == index)
         ds = ds.map(
-            lambda ex: preprocess(_decode(ex, builder), image_size, crop_scale),
+            lambda _, ex: preprocess(_decode(ex, builder), image_size, crop_scale),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        ds = ds.batch(share.process_batch_size, drop_remainder=True).prefetch(2)
+        ds = ds.batch(local, drop_remainder=True).prefetch(2)
         yield from tfds.as_numpy(ds)
         epoch, step_in_epoch = epoch + 1, 0
 

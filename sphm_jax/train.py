@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import importlib.util
 import json
 import os
 import time
@@ -172,7 +173,7 @@ def train_step(state: TrainState, batch, cfg: StepConfig):
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     return state, {"loss": loss, "grad_norm": grad_norm}
 
 
@@ -192,7 +193,9 @@ def eval_step(state: TrainState, batch, cfg: StepConfig):
 
 def load_builder(name: str, config):
     """The TFDS builder `name` of tfds_builders/, prepared once (by process 0) and shared."""
-    importlib.import_module(f"tfds_builders.{name.split('/')[0]}")  # registers the builder
+    module = f"tfds_builders.{name.split('/')[0]}"
+    if importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)  # registers the builder
     builder = tfds.builder(name, data_dir=config.data_dir)
     if jax.process_index() == 0:
         download = tfds.download.DownloadConfig(manual_dir=config.manual_dir)
@@ -201,6 +204,13 @@ def load_builder(name: str, config):
     if jax.process_index() != 0:
         builder = tfds.builder(name, data_dir=config.data_dir)
     return builder
+
+
+def make_mesh(devices) -> jax.sharding.Mesh:
+    """A 1-D "data" mesh; Auto axes let XLA place the collectives (no sharding in the types)."""
+    return jax.make_mesh(
+        (len(devices),), ("data",), devices=devices, axis_types=(jax.sharding.AxisType.Auto,)
+    )
 
 
 def to_global(batch, keys, sharding):
@@ -339,8 +349,13 @@ class Reporter:
         return {"images_per_s": rate * self.batch_size}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains (resuming from workdir's latest checkpoint), evaluates, writes eval_results.json."""
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | None = None
+) -> dict:
+    """Trains (resuming from workdir's latest checkpoint), evaluates, writes eval_results.json.
+
+    stop_at_step: checkpoint there and return without evaluating, as a preempted run would.
+    """
     tf.io.gfile.makedirs(workdir)
     builder = load_builder(config.dataset, config)
     eval_builder = load_builder(config.eval_dataset, config) if config.eval_dataset else builder
@@ -353,7 +368,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     cfg = StepConfig.from_config(config, num_landmarks)
     model = create_model(config, num_landmarks)
 
-    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    mesh = make_mesh(jax.devices())
     data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
     per_epoch = input_pipeline.steps_per_epoch(builder, config.train_split, config.batch_size)
     total = num_train_steps(config, per_epoch)
@@ -430,6 +445,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             values = {k: float(v) for k, v in step_metrics.items()}
             values.update(reporter.progress(step, values["loss"]))
             reporter.scalars(step, values)
+        if step == stop_at_step and step != total:
+            save(step)
+            logging.info("stopped at step %d; rerun with the same workdir to continue", step)
+            return {}
         if step % config.checkpoint_every_steps == 0 and step != total:
             save(step)
         if step % config.eval_every_steps == 0 and step != total:

@@ -157,3 +157,17 @@ def test_batch_size_must_divide_over_processes(builder, monkeypatch):
     monkeypatch.setattr(jax, "process_index", lambda: 0)
     with pytest.raises(ValueError, match="not divisible by the 3 processes"):
         input_pipeline.eval_batches(builder, "test", global_batch_size=4, image_size=32)
+
+
+def test_global_training_batches_do_not_depend_on_the_process_count(builder, monkeypatch):
+    def local_batches(processes, index):
+        monkeypatch.setattr(jax, "process_count", lambda: processes)
+        monkeypatch.setattr(jax, "process_index", lambda: index)
+        it = input_pipeline.train_batches(
+            builder, "train", global_batch_size=4, image_size=32, seed=5, shuffle_buffer=64
+        )
+        return [next(it)["index"].tolist() for _ in range(4)]
+
+    single = local_batches(1, 0)
+    halves = [local_batches(2, i) for i in range(2)]
+    assert [a + b for a, b in zip(*halves)] == single
