@@ -129,12 +129,12 @@ def process_split(builder, split: str, global_batch_size: int) -> Split:
     return Split(share, num, global_batch_size // count)
 
 
-def _read(builder, split: Split, seed: int | None):
+def _read(builder, split: str, seed: int | None):
     read_config = tfds.ReadConfig(
         shuffle_seed=seed, interleave_cycle_length=1 if seed is None else 16
     )
     return builder.as_dataset(
-        split=split.name,
+        split=split,
         shuffle_files=seed is not None,
         read_config=read_config,
         decoders={"image": tfds.decode.SkipDecoding()},
@@ -183,10 +183,9 @@ def train_batches(
             f"fill one batch of {global_batch_size}"
         )
     epoch, step_in_epoch = divmod(start_step, per_epoch)
-    whole = Split(split, builder.info.splits[split].num_examples, local)
     while True:
         epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % 2**31)
-        ds = _read(builder, whole, epoch_seed)
+        ds = _read(builder, split, epoch_seed)
         ds = ds.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
         ds = ds.take(per_epoch * global_batch_size).skip(step_in_epoch * global_batch_size)
         ds = ds.enumerate().filter(lambda i, _: (i % global_batch_size) // local == index)
@@ -230,7 +229,7 @@ def eval_batches(
     """Every example of the process's share once, in order; padded batches carry mask 0."""
     share = process_split(builder, split, global_batch_size)
     steps = eval_steps(builder, split, global_batch_size)
-    ds = _read(builder, share, None)
+    ds = _read(builder, share.name, None)
     ds = ds.map(
         lambda ex: preprocess(_decode(ex, builder), image_size, crop_scale),
         num_parallel_calls=tf.data.AUTOTUNE,
