@@ -1,14 +1,11 @@
 """AFLW-19: 20,000 train / 4,386 test; NME by the box diagonal, full set and the frontal subset."""
 
 from configs import default
+from sphm_jax import protocols
 
 
 def get_config():
     config = default.get_config()
     config.dataset = "aflw"
-    config.eval_splits = ("test",)
-    config.nme_norm = "diagonal"
-    config.auc_threshold = 0.07
-    config.failure_threshold = 0.10
-    config.subset_features = ("frontal",)
+    protocols.configure(config, config.dataset)
     return config

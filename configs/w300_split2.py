@@ -4,13 +4,11 @@ Set --config.init_checkpoint=<workdir of configs/w300lp_pretrain.py>/checkpoints
 """
 
 from configs import default
+from sphm_jax import protocols
 
 
 def get_config():
     config = default.get_config()
     config.dataset = "ibug_300w/split2"
-    config.eval_splits = ("test_common", "test_challenge", "test_common+test_challenge")
-    config.nme_norm = "inter_ocular"
-    config.auc_threshold = 0.07
-    config.failure_threshold = 0.10
+    protocols.configure(config, config.dataset)
     return config

@@ -30,7 +30,16 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sphm_jax import augment, checkpoints, geometry, heatmaps, input_pipeline, layouts, metrics
+from sphm_jax import (
+    augment,
+    checkpoints,
+    geometry,
+    heatmaps,
+    inference,
+    input_pipeline,
+    layouts,
+    metrics,
+)
 from sphm_jax import siamese as siamese_lib
 from sphm_jax.models import FAN
 
@@ -63,7 +72,7 @@ class StepConfig:
         return self.image_size // self.heatmap_size
 
     @classmethod
-    def from_config(cls, config, num_landmarks: int) -> "StepConfig":
+    def from_config(cls, config, num_landmarks: int) -> StepConfig:
         a = config.augment
         return cls(
             seed=int(config.seed),
@@ -179,13 +188,17 @@ def train_step(state: TrainState, batch, cfg: StepConfig):
 
 def eval_step(state: TrainState, batch, cfg: StepConfig):
     """Landmarks in original image pixels: network, decoder, heatmap -> crop -> image."""
-    images = batch["image"].astype(jnp.float32) / 255.0
-    outputs = state.apply_fn(
-        {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    points, _ = inference.landmarks(
+        state.apply_fn,
+        variables,
+        batch["image"],
+        batch["crop"],
+        decoders=(cfg.decoder,),
+        window=cfg.window,
+        temperature=cfg.temperature,
     )
-    points = heatmaps.decode(outputs[-1], cfg.decoder, cfg.window, cfg.temperature)
-    in_crop = geometry.heatmap_to_image(points, cfg.stride)
-    return geometry.transform_points(in_crop, geometry.invert(batch["crop"]))
+    return points[cfg.decoder]
 
 
 # --- the training shell: everything below has side effects ------------------------------------
@@ -233,19 +246,38 @@ def _gather_strings(values, width: int = 64) -> list[str]:
     return [bytes(r).rstrip(b"\0").decode() for r in _gather(raw)]
 
 
-def summarize(nmes: np.ndarray, config) -> dict:
+def summarize(nmes: np.ndarray, auc_threshold: float, failure_threshold: float) -> dict:
     return {
         "num_examples": int(len(nmes)),
-        "nme": float(np.mean(nmes)),
-        f"auc@{config.auc_threshold:g}": float(metrics.auc(nmes, config.auc_threshold)),
-        f"failure_rate@{config.failure_threshold:g}": float(
-            metrics.failure_rate(nmes, config.failure_threshold)
-        ),
+        "nme": float(np.mean(nmes)) if len(nmes) else float("nan"),
+        f"auc@{auc_threshold:g}": float(metrics.auc(nmes, auc_threshold)),
+        f"failure_rate@{failure_threshold:g}": float(metrics.failure_rate(nmes, failure_threshold)),
     }
 
 
-def evaluate(state, builder, split, config, eval_fn, sharding, mesh) -> dict:
-    """NME, AUC and failure rate of one split (and of its subsets), over every process's share."""
+def _subset_columns(batch, features) -> dict:
+    """The metadata features to score per value, nested ones (WFLW's attributes) flattened."""
+    columns = {}
+    for f in features:
+        value = batch[f]
+        if isinstance(value, dict):
+            columns.update({f"{f}/{k}": np.asarray(v) for k, v in value.items()})
+        else:
+            columns[f] = np.asarray(value)
+    return columns
+
+
+def collect_predictions(
+    predict_fn, builder, split, config, sharding, mesh, on_batch=None, progress=None
+) -> dict:
+    """Every example of `split` once through predict_fn, gathered over processes (numpy).
+
+    predict_fn(global batch) -> dict of arrays sharded along "data" (e.g. points
+    per decoder). Returns {"outputs": that dict over the split, "landmarks" (in
+    original image pixels), "visible", "bbox", "subsets": {feature: values}} for
+    config.subset_features. on_batch(batch, outputs, keep) sees each
+    process-local batch (e.g. to keep images); progress(n) counts examples.
+    """
     steps = input_pipeline.eval_steps(builder, split, config.batch_size)
     batches = input_pipeline.eval_batches(
         builder,
@@ -254,45 +286,80 @@ def evaluate(state, builder, split, config, eval_fn, sharding, mesh) -> dict:
         image_size=config.image_size,
         crop_scale=config.crop_scale,
     )
-    nmes, subsets = [], {f: [] for f in config.subset_features}
+    local = {"outputs": {}, "landmarks": [], "visible": [], "bbox": [], "subsets": {}}
     for _ in range(steps):
         batch = next(batches)
-        pred = eval_fn(state, to_global(batch, EVAL_KEYS, sharding))
-        pred = np.asarray(multihost_utils.global_array_to_host_local_array(pred, mesh, P("data")))
+        outputs = predict_fn(to_global(batch, EVAL_KEYS, sharding))
+        outputs = {
+            k: np.asarray(multihost_utils.global_array_to_host_local_array(v, mesh, P("data")))
+            for k, v in outputs.items()
+        }
         keep = batch["mask"] > 0
-        if not keep.any():
-            continue
+        if on_batch is not None:
+            on_batch(batch, outputs, keep)
+        if progress is not None:
+            progress(int(keep.sum()))
+        for k, v in outputs.items():
+            local["outputs"].setdefault(k, []).append(v[keep])
         inverse = np.asarray(geometry.invert(batch["crop"][keep]))
-        gt = np.asarray(geometry.transform_points(batch["landmarks"][keep], inverse))
-        nmes.append(
-            np.asarray(
-                metrics.nme(
-                    pred[keep],
-                    gt,
-                    config.nme_norm,
-                    visible=batch["visible"][keep],
-                    boxes=batch["bbox"][keep] if config.nme_norm != "inter_ocular" else None,
-                )
-            )
+        gt = geometry.transform_points(batch["landmarks"][keep], inverse)
+        local["landmarks"].append(np.asarray(gt))
+        local["visible"].append(batch["visible"][keep])
+        local["bbox"].append(batch["bbox"][keep])
+        for k, v in _subset_columns(batch, config.subset_features).items():
+            local["subsets"].setdefault(k, []).append(v[keep])
+
+    def gather(parts):
+        values = np.concatenate(parts)
+        return (
+            np.asarray(_gather_strings(values)) if values.dtype.kind in "SUO" else _gather(values)
         )
-        for f in config.subset_features:
-            subsets[f] += list(np.asarray(batch[f])[keep])
-    local = np.concatenate(nmes) if nmes else np.zeros((0,), np.float32)
-    all_nmes = _gather(local)
-    result = summarize(all_nmes, config)
+
+    return {
+        "outputs": {k: gather(v) for k, v in local["outputs"].items()},
+        "subsets": {k: gather(v) for k, v in local["subsets"].items()},
+        **{k: gather(local[k]) for k in ("landmarks", "visible", "bbox")},
+    }
+
+
+def split_nmes(collected: dict, points, norm: str) -> np.ndarray:
+    """Per-image NME of predicted points against the collected ground truth."""
+    return np.asarray(
+        metrics.nme(
+            points,
+            collected["landmarks"],
+            norm,
+            visible=collected["visible"],
+            boxes=collected["bbox"] if norm != "inter_ocular" else None,
+        )
+    )
+
+
+def score(nmes: np.ndarray, subsets: dict, auc_threshold: float, failure_threshold: float):
+    """summarize() of the whole split and of each subset: a string value, or a set flag."""
+    result = summarize(nmes, auc_threshold, failure_threshold)
     for f, values in subsets.items():
-        if np.asarray(values).dtype.kind in "SUO":
-            names = np.asarray(_gather_strings(values))
-            for name in sorted(set(names)):
-                result[f"{f}={name}"] = summarize(all_nmes[names == name], config)
-        else:
-            flags = _gather(np.asarray(values).reshape(len(values), -1).astype(np.int32))
-            for col in range(flags.shape[1]):
-                sel = flags[:, col] != 0
-                if sel.any():
-                    label = f if flags.shape[1] == 1 else f"{f}[{col}]"
-                    result[label] = summarize(all_nmes[sel], config)
+        if values.dtype.kind in "SUO":
+            for name in sorted(set(values.tolist())):
+                sel = values == name
+                result[f"{f}={name}"] = summarize(nmes[sel], auc_threshold, failure_threshold)
+            continue
+        flags = values.reshape(len(values), -1)
+        for col in range(flags.shape[1]):
+            sel = flags[:, col] != 0
+            if sel.any():
+                label = f if flags.shape[1] == 1 else f"{f}[{col}]"
+                result[label] = summarize(nmes[sel], auc_threshold, failure_threshold)
     return result
+
+
+def evaluate(state, builder, split, config, eval_fn, sharding, mesh) -> dict:
+    """NME, AUC and failure rate of one split (and of its subsets), over every process's share."""
+    collected = collect_predictions(
+        lambda batch: {"points": eval_fn(state, batch)}, builder, split, config, sharding, mesh
+    )
+    nmes = split_nmes(collected, collected["outputs"]["points"], config.nme_norm)
+    return score(nmes, collected["subsets"], config.auc_threshold, config.failure_threshold)
 
 
 def initialise_from(state: TrainState, directory: str, model: FAN) -> TrainState:
@@ -357,6 +424,9 @@ def train_and_evaluate(
     stop_at_step: checkpoint there and return without evaluating, as a preempted run would.
     """
     tf.io.gfile.makedirs(workdir)
+    if jax.process_index() == 0:  # predict and evaluate read the crop and decoder settings here
+        with tf.io.gfile.GFile(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
     builder = load_builder(config.dataset, config)
     eval_builder = load_builder(config.eval_dataset, config) if config.eval_dataset else builder
     num_landmarks = builder.info.features["landmarks"].shape[0]

@@ -29,8 +29,8 @@ import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
-from PIL import Image, ImageOps
 
+from sphm_jax import image_io
 from sphm_jax.landmark_io import AnnotationError
 
 
@@ -73,18 +73,11 @@ def require(manual_dir, *relative_paths: str) -> epath.Path:
 
 
 def read_image(path) -> np.ndarray:
-    """uint8 [H, W, 3] RGB: EXIF rotation applied; grayscale, palette, RGBA and 16-bit converted."""
-    path = epath.Path(path)
+    """uint8 [H, W, 3] RGB (sphm_jax.image_io's rules); an unreadable file is a DataError."""
     try:
-        with Image.open(io.BytesIO(path.read_bytes())) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit grey: scale by the format's range, not clip at 255.
-                grey = np.asarray(img, np.float64) / 257.0
-                return np.repeat(np.clip(np.round(grey), 0, 255).astype(np.uint8)[..., None], 3, -1)
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{path}: not a readable image ({err})") from None
+        return image_io.read_image(path)
+    except image_io.ImageError as err:
+        raise DataError(str(err)) from None
 
 
 def load_mat5(data: bytes, name: str) -> dict:

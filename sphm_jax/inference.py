@@ -1,0 +1,57 @@
+"""Landmarks from crops: network, optional flip test, decoders, back to original image pixels.
+
+Pure and jit-able; the one path shared by training's eval_step, sphm_jax.predict
+and sphm_jax.evaluate, so a prediction and an evaluation of the same crop agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from sphm_jax import geometry, heatmaps
+
+
+def network_heatmaps(apply_fn: Callable, variables, images, flip_permutation=None) -> jax.Array:
+    """The last stack's heatmaps of uint8 crops [N, S, S, 3]; with a permutation, the flip test.
+
+    The flip test averages the maps of the crop and of its mirror image, the
+    latter mirrored back and with left/right landmarks swapped. Mirroring the
+    map is exact: x -> S-1-x in the crop is x -> W-1-x in the heatmap.
+    """
+    x = images.astype(jnp.float32) / 255.0
+    hm = apply_fn(variables, x, train=False)[-1]
+    if flip_permutation is None:
+        return hm
+    mirrored = apply_fn(variables, x[:, :, ::-1], train=False)[-1]
+    return 0.5 * (hm + mirrored[:, :, ::-1][..., jnp.asarray(flip_permutation)])
+
+
+def landmarks(
+    apply_fn: Callable,
+    variables,
+    images,
+    crops,
+    *,
+    decoders: Sequence[str] = ("local_softargmax",),
+    window: int = 5,
+    temperature: float = 10.0,
+    flip_permutation=None,
+) -> tuple[dict[str, jax.Array], jax.Array]:
+    """({decoder: points float32[N, K, 2] in original image pixels}, peak scores float32[N, K]).
+
+    crops: float[N, 2, 3], the affines original image -> crop the images were cut with.
+    The peak score is the heatmap's maximum (1 at a perfect Gaussian's centre).
+    """
+    hm = network_heatmaps(apply_fn, variables, images, flip_permutation)
+    stride = images.shape[1] // hm.shape[1]
+    to_original = geometry.invert(crops)
+    points = {}
+    for method in decoders:
+        in_map = heatmaps.decode(hm, method, window, temperature)
+        points[method] = geometry.transform_points(
+            geometry.heatmap_to_image(in_map, stride), to_original
+        )
+    return points, jnp.max(hm, axis=(1, 2))
