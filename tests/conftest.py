@@ -1,0 +1,29 @@
+"""Fixtures shared by the tests of predict, evaluate and plots: a tiny dataset and checkpoint."""
+
+import jax
+import pytest
+
+from configs import tiny
+from sphm_jax import checkpoints, train
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """synthetic_faces/tiny (64 train / 16 test faces), built once."""
+    path = str(tmp_path_factory.mktemp("tfds_tiny"))
+    config = tiny.get_config()
+    config.data_dir = path
+    train.load_builder(config.dataset, config)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """(checkpoint directory, config) of a randomly initialised configs/tiny.py model."""
+    config = tiny.get_config()
+    model = train.create_model(config, 68)
+    state = train.create_train_state(jax.random.key(0), config, model, 10)
+    directory = tmp_path_factory.mktemp("tiny_ckpt") / "checkpoints"
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    checkpoints.save(directory, 0, variables, model.config())
+    return directory, config
