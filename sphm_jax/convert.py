@@ -270,17 +270,18 @@ def torch_fan(path_or_state_dict):
 
 
 def load_images(paths, size=_IMAGE_SIZE):
-    """Image files -> float32 [N, size, size, 3] RGB in [0, 1]."""
+    """Image files -> float32 [N, size, size, 3] RGB in [0, 1] (sphm_jax.image_io's reading rules)."""
     from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    from sphm_jax import image_io  # pylint: disable=g-import-not-at-top
 
     images = []
     for path in paths:
         try:
-            with Image.open(path) as image:
-                image = image.convert("RGB").resize((size, size), Image.BILINEAR)
-                images.append(np.asarray(image, np.float32) / 255.0)
-        except OSError as e:
-            raise ValueError(f"{path}: cannot read image: {e}") from e
+            rgb = Image.fromarray(image_io.read_image(path))
+        except image_io.ImageError as e:
+            raise ValueError(str(e)) from None
+        images.append(np.asarray(rgb.resize((size, size), Image.BILINEAR), np.float32) / 255.0)
     return np.stack(images)
 
 
