@@ -9,10 +9,12 @@ call of the project lives here, so an orbax API change touches one file.
 import os
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from sphm_jax.models import FAN
 from sphm_jax.models import abstract_variables
+from sphm_jax.models.hourglass import ARCH_FIELDS
 
 VARIABLES = "variables"
 MODEL_CONFIG = "model_config"
@@ -32,6 +34,11 @@ def _manager(directory, create=False, max_to_keep=None):
 
 def save(directory, step, variables, model_config, max_to_keep=None, train_state=None):
     """Writes `variables`, the JSON-able dict `model_config` and, optionally, `train_state` as `step`."""
+    bad = nonfinite_leaves(variables)
+    if bad:
+        raise FloatingPointError(
+            f"{directory}: refusing to save step {step}: non-finite values in {', '.join(bad[:8])}"
+        )
     items = {
         VARIABLES: ocp.args.StandardSave(variables),
         MODEL_CONFIG: ocp.args.JsonSave(dict(model_config)),
@@ -46,6 +53,26 @@ def save(directory, step, variables, model_config, max_to_keep=None, train_state
                 f"{step}; delete it or save elsewhere"
             )
         manager.save(step, args=args, force=True)
+
+
+def leaf_names(tree) -> list[str]:
+    """The paths of the leaves of `tree`, as "params/conv1/kernel"."""
+    return [
+        jax.tree_util.keystr(path, simple=True, separator="/")
+        for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]
+    ]
+
+
+def finite_per_leaf(tree) -> jax.Array:
+    """bool[number of leaves]: whether each leaf of `tree` is free of NaN and infinity (jittable)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]) if leaves else jnp.ones(0, bool)
+
+
+def nonfinite_leaves(tree) -> list[str]:
+    """The paths ("params/conv1/kernel") of the leaves of `tree` holding a NaN or an infinity."""
+    flags = jax.device_get(jax.jit(finite_per_leaf)(tree))
+    return [name for name, ok in zip(leaf_names(tree), flags) if not ok]
 
 
 def latest_step(directory):
@@ -78,6 +105,44 @@ def restore_config(directory, step=None):
     return dict(restored[MODEL_CONFIG])
 
 
+def check_model_config(directory, expected, step=None):
+    """Raises a ValueError naming both models if `directory` holds another FAN than `expected`."""
+    found = restore_config(directory, step)
+    if found != dict(expected):
+        raise ValueError(
+            f"{directory}: checkpoint holds FAN({found}), expected FAN({dict(expected)})"
+        )
+
+
+def _shape_differences(saved_config, target) -> list[str]:
+    """How `target` differs from the variables of FAN(**saved_config) (structure and shapes)."""
+    saved_tree = abstract_variables(FAN(**saved_config))
+    saved = dict(zip(leaf_names(saved_tree), jax.tree_util.tree_leaves(saved_tree)))
+    wanted = dict(zip(leaf_names(target), jax.tree_util.tree_leaves(target)))
+    missing = [f"{n} (not saved)" for n in wanted if n not in saved]
+    extra = [f"{n} (not in the target)" for n in saved if n not in wanted]
+    shapes = [
+        f"{n} saved {saved[n].shape}, target {wanted[n].shape}"
+        for n in wanted
+        if n in saved and saved[n].shape != wanted[n].shape
+    ]
+    return missing + extra + shapes
+
+
+def _check_target(directory, step, target):
+    """A clear error when a FAN checkpoint's variables cannot fill `target`."""
+    config = restore_config(directory, step)
+    if set(config) != set(ARCH_FIELDS):
+        return  # not a FAN checkpoint: orbax checks the shapes
+    differences = _shape_differences(config, target)
+    if differences:
+        raise ValueError(
+            f"{directory}: checkpoint holds FAN({config}), whose variables do not fit the "
+            f"requested model: {'; '.join(differences[:4])}"
+            + (f" ({len(differences)} differences)" if len(differences) > 4 else "")
+        )
+
+
 def restore(directory, step=None, target=None):
     """Reads (model_config, variables) of `step` (default: the latest).
 
@@ -87,6 +152,7 @@ def restore(directory, step=None, target=None):
     """
     if target is not None:
         target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
+        _check_target(directory, step, target)
     restored = _restore(
         directory,
         step,
@@ -98,6 +164,7 @@ def restore(directory, step=None, target=None):
 def restore_training(directory, variables_target, train_state_target, step=None):
     """(variables, train_state) of `step` (default: the latest), shaped and sharded like the targets."""
     as_struct = lambda t: jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, t)
+    _check_target(directory, step, as_struct(variables_target))
     restored = _restore(
         directory,
         step,

@@ -10,7 +10,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sphm_jax import train
+from sphm_jax import config_validation, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and eval results.")
@@ -40,7 +40,10 @@ def main(argv):
         jax.device_count(),
         jax.devices()[0].platform,
     )
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (config_validation.ConfigError, FloatingPointError) as err:
+        raise SystemExit(f"error: {err}") from None  # the message says it all: no traceback
 
 
 if __name__ == "__main__":

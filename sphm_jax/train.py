@@ -33,12 +33,14 @@ from jax.sharding import PartitionSpec as P
 from sphm_jax import (
     augment,
     checkpoints,
+    config_validation,
     geometry,
     heatmaps,
     inference,
     input_pipeline,
     layouts,
     metrics,
+    preemption,
 )
 from sphm_jax import siamese as siamese_lib
 from sphm_jax.models import FAN
@@ -181,9 +183,55 @@ def train_step(state: TrainState, batch, cfg: StepConfig):
         return loss, updates["batch_stats"]
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     grad_norm = optax.tree.norm(grads)
-    return state, {"loss": loss, "grad_norm": grad_norm}
+    finite = finite_checks(loss, grad_norm, new_state)
+    state = jax.tree_util.tree_map(
+        functools.partial(jnp.where, all_finite(finite)), new_state, state
+    )  # a non-finite step leaves the state as it was: nothing non-finite can be saved
+    return state, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
+
+
+def variables_of(state: TrainState) -> dict:
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def finite_checks(loss, grad_norm, state: TrainState) -> dict:
+    """Whether the loss, the gradient norm and each new variable (bool[leaves]) are finite."""
+    return {
+        "loss": jnp.isfinite(loss),
+        "grad_norm": jnp.isfinite(grad_norm),
+        "variables": checkpoints.finite_per_leaf(variables_of(state)),
+    }
+
+
+def all_finite(finite: dict) -> jax.Array:
+    return finite["loss"] & finite["grad_norm"] & jnp.all(finite["variables"])
+
+
+def note_first_nonfinite(record: dict, step_metrics: dict, step) -> dict:
+    """record (step 0 = none yet, loss, grad_norm, finite) keeps the first non-finite step's."""
+    first = (record["step"] == 0) & ~all_finite(step_metrics["finite"])
+    new = {"step": jnp.asarray(step, jnp.int32), **step_metrics}
+    return jax.tree_util.tree_map(functools.partial(jnp.where, first), new, record)
+
+
+def describe_nonfinite(record: dict, variable_names: list[str]) -> str | None:
+    """The error message for a host copy of a record, or None if every step was finite."""
+    if int(record["step"]) == 0:
+        return None
+    finite, quantities = record["finite"], []
+    if not finite["loss"]:
+        quantities.append(f"the loss is {float(record['loss'])}")
+    if not finite["grad_norm"]:
+        quantities.append(f"the gradient norm is {float(record['grad_norm'])}")
+    bad = [name for name, ok in zip(variable_names, finite["variables"]) if not ok]
+    if bad:
+        quantities.append(f"the update made these variables non-finite: {', '.join(bad[:8])}")
+    return (
+        f"training stopped at step {int(record['step'])}: {'; '.join(quantities)} "
+        "(that step was not applied; try a lower learning_rate or check the data)"
+    )
 
 
 def eval_step(state: TrainState, batch, cfg: StepConfig):
@@ -364,15 +412,39 @@ def evaluate(state, builder, split, config, eval_fn, sharding, mesh) -> dict:
 
 def initialise_from(state: TrainState, directory: str, model: FAN) -> TrainState:
     """The state with the variables of another run's checkpoint (a fresh optimiser)."""
-    found = checkpoints.restore_config(directory)
-    if found != model.config():
-        raise ValueError(
-            f"init_checkpoint {directory} holds FAN({found}), this run builds FAN({model.config()})"
-        )
+    checkpoints.check_model_config(directory, model.config())
     target = {"params": state.params, "batch_stats": state.batch_stats}
     _, variables = checkpoints.restore(directory, target=target)
     logging.info("initialised from %s", directory)
     return state.replace(**variables)
+
+
+def _logged_step(line: str) -> int | None:
+    """The step of a metrics.jsonl line; None for a line cut short by a killed process."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class NonFiniteGuard:
+    """Remembers on the device the first non-finite step; check() fetches it and raises."""
+
+    def __init__(self):
+        self.record = None
+        self._note = jax.jit(note_first_nonfinite)
+
+    def note(self, step: int, step_metrics: dict) -> None:
+        if self.record is None:
+            zeros = jax.tree_util.tree_map(jnp.zeros_like, step_metrics)
+            self.record = {"step": jnp.zeros((), jnp.int32), **zeros}
+        self.record = self._note(self.record, step_metrics, step)
+
+    def check(self, state: TrainState) -> None:
+        names = checkpoints.leaf_names(variables_of(state))
+        message = self.record and describe_nonfinite(jax.device_get(self.record), names)
+        if message:
+            raise FloatingPointError(message)
 
 
 class Reporter:
@@ -384,6 +456,20 @@ class Reporter:
         self.jsonl = os.path.join(workdir, "metrics.jsonl")
         self.writer = tf.summary.create_file_writer(workdir) if self.active else None
         self.last = (None, None)
+
+    def forget_after(self, step: int) -> None:
+        """Drops metrics.jsonl lines of steps after `step`, those a resumed run will log again."""
+        if not (self.active and tf.io.gfile.exists(self.jsonl)):
+            return
+        with tf.io.gfile.GFile(self.jsonl) as f:
+            lines = f.read().splitlines(keepends=True)
+        kept = [ln for ln in lines if _logged_step(ln) is not None and _logged_step(ln) <= step]
+        if len(kept) != len(lines):
+            with tf.io.gfile.GFile(self.jsonl, "w") as f:
+                f.writelines(kept)
+            logging.info(
+                "metrics.jsonl: dropped %d line(s) after step %d", len(lines) - len(kept), step
+            )
 
     def scalars(self, step: int, values: dict) -> None:
         if not self.active:
@@ -422,7 +508,15 @@ def train_and_evaluate(
     """Trains (resuming from workdir's latest checkpoint), evaluates, writes eval_results.json.
 
     stop_at_step: checkpoint there and return without evaluating, as a preempted run would.
+    A SIGTERM does the same at the next step (on every process of a multi-host run): it
+    returns {} and a rerun with the same workdir ends as an uninterrupted run would.
     """
+    config_validation.validate(config, jax.device_count())
+    with preemption.sigterm_stops_training() as preempted:
+        return _train_and_evaluate(config, workdir, stop_at_step, preempted)
+
+
+def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, preempted) -> dict:
     tf.io.gfile.makedirs(workdir)
     if jax.process_index() == 0:  # predict and evaluate read the crop and decoder settings here
         with tf.io.gfile.GFile(os.path.join(workdir, "config.json"), "w") as f:
@@ -450,6 +544,7 @@ def train_and_evaluate(
     ckpt_dir = os.path.join(workdir, "checkpoints")
     start = checkpoints.latest_step(ckpt_dir) or 0
     if start:
+        checkpoints.check_model_config(ckpt_dir, model.config())
         variables, extra = checkpoints.restore_training(
             ckpt_dir,
             {"params": state.params, "batch_stats": state.batch_stats},
@@ -460,11 +555,14 @@ def train_and_evaluate(
     elif config.init_checkpoint:
         state = initialise_from(state, config.init_checkpoint, model)
 
+    guard = NonFiniteGuard()
+
     def save(step):
+        guard.check(state)  # never checkpoint past a non-finite step
         checkpoints.save(
             ckpt_dir,
             step,
-            {"params": state.params, "batch_stats": state.batch_stats},
+            variables_of(state),
             model.config(),
             max_to_keep=config.keep_checkpoints,
             train_state={"step": state.step, "opt_state": state.opt_state},
@@ -492,6 +590,7 @@ def train_and_evaluate(
         shuffle_buffer=config.shuffle_buffer,
     )
     reporter = Reporter(workdir, total, config.batch_size)
+    reporter.forget_after(start)
     results = {}
 
     def run_eval(step):
@@ -511,11 +610,13 @@ def train_and_evaluate(
     reporter.progress(start, float("nan"))
     for step in range(start + 1, total + 1):
         state, step_metrics = train_fn(state, to_global(next(batches), TRAIN_KEYS, data_sharding))
+        guard.note(step, step_metrics)
         if step % config.log_every_steps == 0 or step == total:
-            values = {k: float(v) for k, v in step_metrics.items()}
+            guard.check(state)
+            values = {k: float(step_metrics[k]) for k in ("loss", "grad_norm")}
             values.update(reporter.progress(step, values["loss"]))
             reporter.scalars(step, values)
-        if step == stop_at_step and step != total:
+        if (preempted(step) or step == stop_at_step) and step != total:
             save(step)
             logging.info("stopped at step %d; rerun with the same workdir to continue", step)
             return {}
