@@ -12,6 +12,7 @@ import json
 import os
 
 import numpy as np
+import tqdm
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -58,12 +59,11 @@ def format_table(nmes: dict) -> str:
 
 def main(argv):
     del argv
-    nmes = {}
-    for row in FLAGS.rows:
-        nmes[row] = [
-            run_row(FLAGS.config, row, int(s), os.path.join(FLAGS.workdir, row, f"seed{s}"))
-            for s in FLAGS.seeds
-        ]
+    nmes = {row: [] for row in FLAGS.rows}
+    runs = [(row, int(s)) for row in FLAGS.rows for s in FLAGS.seeds]
+    for row, seed in tqdm.tqdm(runs, unit="run", disable=None):
+        workdir = os.path.join(FLAGS.workdir, row, f"seed{seed}")
+        nmes[row].append(run_row(FLAGS.config, row, seed, workdir))
     table = format_table(nmes)
     print(table)
     with open(os.path.join(FLAGS.workdir, "ablation.json"), "w") as f:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 from absl import app, flags
 
 from sphm_jax import geometry, heatmaps, landmark_io, layouts, metrics, synthetic
@@ -140,6 +141,7 @@ def report(
 ) -> list[dict]:
     """One row per (set, sigma) with the mean NME of every pipeline."""
     rows = []
+    bar = tqdm.tqdm(total=len(sets) * len(sigmas) * len(PIPELINES), unit="run", disable=None)
     for name, landmarks in sets:
         set_norm = norm or default_norm(landmarks.shape[1])
         for sigma in sigmas:
@@ -153,7 +155,9 @@ def report(
             for label, quantize, method in PIPELINES:
                 nmes = roundtrip_nmes(landmarks, sigma, quantize, method, norm=set_norm, **kwargs)
                 row[label] = float(np.mean(nmes))
+                bar.update()
             rows.append(row)
+    bar.close()
     return rows
 
 
