@@ -45,6 +45,7 @@ from sphm_jax import layouts, plots, train
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 BOX_FIELDS = ("x_min", "y_min", "x_max", "y_max")
 # Settings a training workdir's config.json supplies; anything else keeps the defaults.
+_IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
 WORKDIR_SETTINGS = ("image_size", "crop_scale", "decoder", "window", "temperature", "dtype")
 
 
@@ -281,11 +282,11 @@ class Predictor:
         for start in range(0, len(images), self._padded):
             chunk = slice(start, start + self._padded)
             n = len(images[chunk])
-            pad = [(0, self._padded - n)]
+            fill = self._padded - n  # padding: black crops with identity matrices
             p, s = self._fn(
                 self._variables,
-                np.pad(images[chunk], pad + [(0, 0)] * 3),
-                np.pad(crops[chunk], pad + [(0, 0)] * 2, constant_values=1.0),  # invertible
+                np.pad(images[chunk], [(0, fill)] + [(0, 0)] * 3),
+                np.concatenate([crops[chunk], np.tile(_IDENTITY, (fill, 1, 1))]),
             )
             points.append(np.asarray(p)[:n])
             scores.append(np.asarray(s)[:n])
