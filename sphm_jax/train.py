@@ -406,8 +406,9 @@ class Reporter:
             lines = f.read().splitlines(keepends=True)
         kept = [ln for ln in lines if _logged_step(ln) is not None and _logged_step(ln) <= step]
         if len(kept) != len(lines):
-            with tf.io.gfile.GFile(self.jsonl, "w") as f:
-                f.writelines(kept)
+            with tf.io.gfile.GFile(self.jsonl + ".tmp", "w") as f:
+                f.write("".join(kept))
+            tf.io.gfile.rename(self.jsonl + ".tmp", self.jsonl, overwrite=True)  # kill-safe
             logging.info(
                 "metrics.jsonl: dropped %d line(s) after step %d", len(lines) - len(kept), step
             )

@@ -3,9 +3,11 @@
 import functools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -194,3 +196,110 @@ def test_two_processes_on_localhost_equal_one_process_with_four_devices(data_dir
     single_res = json.loads((tmp_path / "single" / "eval_results.json").read_text())["results"]
     assert multi["test"]["num_examples"] == single_res["test"]["num_examples"]
     assert multi["test"]["nme"] == pytest.approx(single_res["test"]["nme"], rel=1e-4)
+
+
+# --- reliability: preemption, killed checkpoint writes, non-finite steps, other model sizes ---
+
+# Twelve steps with a checkpoint every 4: room for a SIGTERM or a SIGKILL in the middle.
+RELIABILITY_OVERRIDES = {"num_train_steps": 12, "checkpoint_every_steps": 4}
+
+
+def cli_args(data_dir, workdir):
+    flags = [f"--config.{k}={v}" for k, v in RELIABILITY_OVERRIDES.items()]
+    return [
+        "-m",
+        "sphm_jax.main",
+        "--config",
+        "configs/tiny.py",
+        f"--config.data_dir={data_dir}",
+        *flags,
+        f"--workdir={workdir}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory):
+    """The workdir of a run never stopped, the reference of the resumed ones."""
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    proc = run_python(cli_args(data_dir, workdir), {})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir
+
+
+def logged_steps(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [r["step"] for r in map(json.loads, f) if "loss" in r]
+
+
+def assert_same_run(resumed, uninterrupted):
+    """Same losses, logged once per step, and the same final variables, bit for bit."""
+    assert logged_steps(resumed) == list(range(1, RELIABILITY_OVERRIDES["num_train_steps"] + 1))
+    np.testing.assert_array_equal(losses(resumed), losses(uninterrupted))
+    a = checkpoints.restore(os.path.join(resumed, "checkpoints"))[1]
+    b = checkpoints.restore(os.path.join(uninterrupted, "checkpoints"))[1]
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+def test_sigterm_checkpoints_exits_cleanly_and_the_rerun_ends_bit_for_bit(
+    data_dir, uninterrupted, tmp_path
+):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.Popen(
+        [sys.executable, *cli_args(data_dir, tmp_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics_file = tmp_path / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not (metrics_file.exists() and metrics_file.read_text()) and time.time() < deadline:
+        time.sleep(0.02)  # preempted once training has started
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    stopped = checkpoints.latest_step(tmp_path / "checkpoints")
+    assert 1 <= stopped < RELIABILITY_OVERRIDES["num_train_steps"], err[-3000:]
+    assert f"stopped at step {stopped}" in err
+    assert not (tmp_path / "eval_results.json").exists()
+    rerun = run_python(cli_args(data_dir, tmp_path), {})
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resumed from step {stopped}" in rerun.stderr
+    assert_same_run(tmp_path, uninterrupted)
+
+
+# Runs main, SIGKILLed inside orbax while it writes the second checkpoint (step 8): after the
+# train_state item is finalised, before the variables item and the step folder are.
+KILLED_IN_SAVE = """
+import os, signal, sys
+from absl import app
+from orbax.checkpoint._src.path import atomicity
+from sphm_jax import main
+finalize = atomicity.AtomicRenameTemporaryPath.finalize
+calls = []
+async def killing_finalize(self, *args, **kwargs):
+    calls.append(self.get())
+    if len(calls) == 4 + 3:  # four finalisations per checkpoint; the 3rd of the 2nd
+        os.kill(os.getpid(), signal.SIGKILL)
+    return await finalize(self, *args, **kwargs)
+atomicity.AtomicRenameTemporaryPath.finalize = killing_finalize
+sys.argv = ["main", *sys.argv[1:]]
+app.run(main.main)
+"""
+
+
+def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_the_rerun_resumes(
+    data_dir, uninterrupted, tmp_path
+):
+    killed = run_python(["-c", KILLED_IN_SAVE, *cli_args(data_dir, tmp_path)[2:]], {})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    names = os.listdir(tmp_path / "checkpoints")
+    assert "4" in names and "8" not in names and any(".orbax-checkpoint-tmp" in n for n in names)
+    assert checkpoints.latest_step(tmp_path / "checkpoints") == 4
+    checkpoints.restore(tmp_path / "checkpoints")  # the previous checkpoint is whole
+    assert logged_steps(tmp_path) == list(range(1, 9))  # step 8 was logged, not saved
+    rerun = run_python(cli_args(data_dir, tmp_path), {})
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resumed from step 4" in rerun.stderr
+    assert_same_run(tmp_path, uninterrupted)  # steps 5-8 logged once, as in one run
