@@ -226,7 +226,8 @@ def describe_nonfinite(record: dict, variable_names: list[str]) -> str | None:
         quantities.append(f"the gradient norm is {float(record['grad_norm'])}")
     bad = [name for name, ok in zip(variable_names, finite["variables"]) if not ok]
     if bad:
-        quantities.append(f"the update made these variables non-finite: {', '.join(bad[:8])}")
+        more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
+        quantities.append(f"the update made these variables non-finite: {', '.join(bad[:8])}{more}")
     return (
         f"training stopped at step {int(record['step'])}: {'; '.join(quantities)} "
         "(that step was not applied; try a lower learning_rate or check the data)"

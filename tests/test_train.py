@@ -11,10 +11,12 @@ import time
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from configs import tiny
 from sphm_jax import checkpoints, input_pipeline, train
+from sphm_jax.models import FAN, abstract_variables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -303,3 +305,66 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_the_rerun
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resumed from step 4" in rerun.stderr
     assert_same_run(tmp_path, uninterrupted)  # steps 5-8 logged once, as in one run
+
+
+def test_a_step_with_non_finite_variables_is_not_applied_and_is_named(data_dir):
+    config = tiny_config(data_dir)
+    state = train.create_train_state(jax.random.key(0), config, train.create_model(config, 68), 10)
+    tx = optax.sgd(float("nan"))  # finite loss and gradients, NaN update
+    state = state.replace(tx=tx, opt_state=tx.init(state.params))
+    builder = train.load_builder(config.dataset, config)
+    batch = next(
+        input_pipeline.train_batches(builder, "train", global_batch_size=8, image_size=64, seed=0)
+    )
+    step = jax.jit(
+        functools.partial(train.train_step, cfg=train.StepConfig.from_config(config, 68))
+    )
+    new, step_metrics = step(state, {k: batch[k] for k in train.TRAIN_KEYS})
+    jax.tree_util.tree_map(np.testing.assert_array_equal, new.params, state.params)
+    assert int(new.step) == int(state.step)
+    guard = train.NonFiniteGuard()
+    guard.note(7, step_metrics)
+    with pytest.raises(
+        FloatingPointError,
+        match=r"step 7: the update made these variables "
+        r"non-finite: params/bn1/bias, params/bn1/scale, .* and \d+ more",
+    ):
+        guard.check(new)
+
+
+def test_describe_nonfinite_names_the_loss_and_the_gradient_norm():
+    finite = {"loss": np.bool_(False), "grad_norm": np.bool_(False), "variables": np.ones(1, bool)}
+    record = {"step": 3, "loss": np.nan, "grad_norm": np.inf, "finite": finite}
+    message = train.describe_nonfinite(record, ["params/w"])
+    assert message.startswith(
+        "training stopped at step 3: the loss is nan; the gradient norm is inf"
+    )
+    assert train.describe_nonfinite({**record, "step": 0}, ["params/w"]) is None
+
+
+def test_a_diverging_run_stops_naming_the_step_and_never_saves_non_finite_variables(
+    data_dir, tmp_path
+):
+    # lr 1e30: step 1 is finite but makes the weights ~1e30, so step 2's activations overflow.
+    config = tiny_config(data_dir, learning_rate=1e30, checkpoint_every_steps=1)
+    with pytest.raises(FloatingPointError, match=r"training stopped at step 2: the loss is nan"):
+        train.train_and_evaluate(config, str(tmp_path))
+    ckpt_dir = tmp_path / "checkpoints"
+    assert checkpoints.latest_step(ckpt_dir) == 1
+    variables = checkpoints.restore(ckpt_dir)[1]
+    assert checkpoints.nonfinite_leaves(variables) == []
+    assert not (tmp_path / "eval_results.json").exists()
+
+
+def test_resuming_a_workdir_of_another_model_size_says_so(data_dir, tmp_path):
+    other = FAN(num_stacks=1, num_landmarks=68, width=32, depth=2)
+    variables = jax.tree_util.tree_map(
+        lambda s: np.zeros(s.shape, s.dtype), abstract_variables(other)
+    )
+    checkpoints.save(tmp_path / "checkpoints", 3, variables, other.config())
+    expected = (
+        r"checkpoints: checkpoint holds FAN\(\{'num_stacks': 1, 'num_landmarks': 68, "
+        r"'width': 32, 'depth': 2\}\), expected FAN\(\{.*'width': 16.*\}\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        train.train_and_evaluate(tiny_config(data_dir), str(tmp_path))
