@@ -112,7 +112,7 @@ def _mat5_elements(data: bytes, order: str, name: str):
         item = _MAT5_TYPES.get(mdtype, 0)
         if item == 0 or start + nbytes > len(data) or (item and nbytes % item):
             raise DataError(
-                f"{name}: bad data element at byte {pos} (type {mdtype}, {nbytes} bytes)"
+                f"{name}: bad data element (type {mdtype}, {nbytes} bytes, {len(data) - pos} left)"
             )
         yield pos, mdtype, data[start : start + nbytes]
         pos = padded
@@ -174,7 +174,7 @@ def check_mat5_elements(data: bytes, order: str, name: str, depth: int = 0) -> N
 def load_mat5(data: bytes, name: str) -> dict:
     """scipy.io.loadmat of a MATLAB v5 .mat file's bytes; an unreadable file is a DataError."""
     if len(data) < 128 or data[126:128] not in (b"IM", b"MI"):
-        raise DataError(f"{name}: not a MATLAB v5 .mat file (no v5 header)")
+        raise DataError(f"{name}: not a readable MATLAB v5 .mat file (no v5 header)")
     check_mat5_elements(data[128:], "<" if data[126:128] == b"IM" else ">", name)
     try:
         return scipy.io.loadmat(io.BytesIO(data))
@@ -189,6 +189,20 @@ def mat_variable(mat: dict, variable: str, name: str):
         variables = sorted(k for k in mat if not k.startswith("__"))
         raise DataError(f"{name}: no variable {variable!r} (has {variables})")
     return mat[variable]
+
+
+def numeric(value, where: str) -> np.ndarray:
+    """float64 array of a .mat value; text, cells or structs there are a DataError."""
+    try:
+        array = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: not a numeric array ({type(value).__name__})") from None
+    return array
+
+
+def mat_numeric(mat: dict, variable: str, name: str) -> np.ndarray:
+    """mat[variable] as a float64 array, or a DataError naming the file and the variable."""
+    return numeric(mat_variable(mat, variable, name), f"{name}: {variable!r}")
 
 
 def same_stem_image(pts_path, suffixes=(".jpg", ".png")) -> epath.Path:
