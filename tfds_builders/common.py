@@ -9,12 +9,14 @@ pipeline reads them all:
   image_id   string
 plus the dataset's own metadata (subset, attributes, ...).
 
-Rules for awkward annotations, the same in every builder:
-  - a landmark with a non-finite coordinate is kept as invisible, at (0, 0);
-  - landmarks outside the image are kept as they are (faces are cropped loosely later);
-  - no box, or a degenerate one (width or height <= 0): an error, or a skip when
-    the config asks; builders without boxes in their release pass the tight
-    box of the visible landmarks, as the paper's d_box does.
+Rules for awkward annotations, the same in every builder (make_example applies them):
+  - a landmark with a non-finite coordinate (NaN, inf, or beyond float32) is kept as
+    invisible, at (0, 0); text formats with no such marker (`.pts`) reject it instead;
+  - landmarks outside the image are kept as they are, visible (faces are cropped loosely
+    later; the crop and the augmentation never clip or hide them);
+  - no box, or a degenerate one (non-finite, or width or height <= 0): an error naming
+    the example, or a skip when the config asks (skip_corrupt); builders without boxes in
+    their release pass the tight box of the visible landmarks, as the paper's d_box does.
 """
 
 from __future__ import annotations
