@@ -83,8 +83,10 @@ def test_impossible_sizes_each_get_a_line():
         "heatmap_size: 24 does not divide image_size 64",
         "window: 31 is larger than the 24x24 heatmap",
         "model.width: must be a positive multiple of 8, got 12",
-        "decoder: must be one of ('local_softargmax', 'argmax', 'argmax_quarter', "
-        "'global_softargmax', 'dark'), got 'softargmax'",
+        (
+            "decoder: must be one of ('local_softargmax', 'argmax', 'argmax_quarter', "
+            "'global_softargmax', 'dark'), got 'softargmax'"
+        ),
         "augment.scale: must be (low, high) with 0 < low <= high, got (1.2, 0.8)",
     ]
 
