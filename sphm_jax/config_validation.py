@@ -6,9 +6,8 @@ every config overrides; the sizes must fit the FAN and the device count.
 
 from __future__ import annotations
 
-import math
-
 import importlib
+import math
 
 import ml_collections
 

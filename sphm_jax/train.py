@@ -227,7 +227,8 @@ def describe_nonfinite(record: dict, variable_names: list[str]) -> str | None:
         quantities.append(f"the gradient norm is {float(record['grad_norm'])}")
     bad = [name for name, ok in zip(variable_names, finite["variables"]) if not ok]
     if bad:
-        quantities.append(f"the update made these variables non-finite: {', '.join(bad[:8])}")
+        more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
+        quantities.append(f"the update made these variables non-finite: {', '.join(bad[:8])}{more}")
     return (
         f"training stopped at step {int(record['step'])}: {'; '.join(quantities)} "
         "(that step was not applied; try a lower learning_rate or check the data)"
@@ -465,8 +466,9 @@ class Reporter:
             lines = f.read().splitlines(keepends=True)
         kept = [ln for ln in lines if _logged_step(ln) is not None and _logged_step(ln) <= step]
         if len(kept) != len(lines):
-            with tf.io.gfile.GFile(self.jsonl, "w") as f:
-                f.writelines(kept)
+            with tf.io.gfile.GFile(self.jsonl + ".tmp", "w") as f:
+                f.write("".join(kept))
+            tf.io.gfile.rename(self.jsonl + ".tmp", self.jsonl, overwrite=True)  # kill-safe
             logging.info(
                 "metrics.jsonl: dropped %d line(s) after step %d", len(lines) - len(kept), step
             )

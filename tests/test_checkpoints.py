@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sphm_jax import checkpoints
-from sphm_jax.models import FAN
+from sphm_jax.models import FAN, abstract_variables
 
 
 def small_fan_variables(seed=0):
@@ -77,3 +77,35 @@ def test_missing_or_empty_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="empty.*holds no checkpoint"):
         checkpoints.load_model(tmp_path / "empty")
     assert checkpoints.latest_step(tmp_path / "empty") is None
+
+
+def test_non_finite_variables_are_never_saved(tmp_path):
+    model, variables = small_fan_variables()
+    variables["params"]["conv1"]["kernel"] = (
+        variables["params"]["conv1"]["kernel"].at[0].set(jnp.nan)
+    )
+    with pytest.raises(
+        FloatingPointError,
+        match=r"refusing to save step 2: non-finite values "
+        r"in params/conv1/kernel$",
+    ):
+        checkpoints.save(tmp_path, 2, variables, model.config())
+    assert checkpoints.latest_step(tmp_path) is None
+
+
+def test_restoring_into_another_model_size_names_both(tmp_path):
+    model, variables = small_fan_variables()
+    checkpoints.save(tmp_path / "fan", 0, variables, model.config())
+    wider = FAN(num_stacks=2, num_landmarks=19, width=32, depth=1)
+    with pytest.raises(
+        ValueError,
+        match=r"fan: checkpoint holds FAN\(\{'num_stacks': 2, "
+        r"'num_landmarks': 19, 'width': 16, 'depth': 1\}\), whose variables do not "
+        r"fit the requested model: batch_stats/bn1/mean saved \(4,\), target \(8,\);.* \(229 differences\)",
+    ):
+        checkpoints.restore(tmp_path / "fan", target=abstract_variables(wider))
+    with pytest.raises(
+        ValueError, match=r"holds FAN\(.*'width': 16.*\), expected FAN\(.*'width': 32"
+    ):
+        checkpoints.check_model_config(tmp_path / "fan", wider.config())
+    checkpoints.check_model_config(tmp_path / "fan", model.config())  # the same FAN passes

@@ -1,5 +1,7 @@
 """PyTorch FAN state_dict -> Flax conversion: loading, refusals and the CLI."""
 
+import ast
+import glob
 import os
 import pickle
 import re
@@ -111,9 +113,10 @@ def test_pickled_code_is_refused_and_not_run(tmp_path, writer):
             pickle.dump({"conv1.weight": RunsCode(str(marker))}, f, protocol=2)
         else:
             torch.save({"conv1.weight": RunsCode(str(marker))}, f)
-    with pytest.raises(convert.ConversionError, match="refused to load"):
+    with pytest.raises(convert.ConversionError, match=re.escape(f"{path}: refused to load")):
         convert.fan_from_torch(path)
-    assert not marker.exists()
+    assert convert.main(["--torch", str(path), "--output", str(tmp_path / "out")]) == 1
+    assert not marker.exists() and not (tmp_path / "out").exists()
     # Control: an unrestricted unpickler does run it, so the refusal mattered.
     if writer == "pickle":
         with open(path, "rb") as f:
@@ -191,3 +194,25 @@ def test_cli_reports_errors(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit):
         convert.main(["--torch", str(bad)])  # Neither --output nor --compare.
+
+
+def test_no_module_can_unpickle_code():
+    """Every torch.load of the package passes weights_only=True; nothing imports pickle."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sources = glob.glob(os.path.join(root, "sphm_jax", "**", "*.py"), recursive=True)
+    sources += glob.glob(os.path.join(root, "tfds_builders", "**", "*.py"), recursive=True)
+    torch_loads = []
+    for source in sources:
+        tree = ast.parse(open(source).read(), source)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not {"pickle", "dill", "cloudpickle", "joblib"} & set(names), source
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                assert keywords.get("weights_only") == "True", (source, node.lineno)
+                torch_loads.append(source)
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "np.load":
+                keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                assert keywords.get("allow_pickle") == "False", (source, node.lineno)
+    assert any(s.endswith("convert.py") for s in torch_loads)

@@ -66,3 +66,45 @@ def test_any_text_parses_or_raises_annotation_error(text):
         assert "fuzz.pts" in str(err)
     else:
         assert points.ndim == 2 and points.shape[1] == 2 and np.all(np.isfinite(points))
+
+
+# Characters that matter to the format, for edits of a valid file.
+PTS_CHARS = st.sampled_from(list("{}:\n -.e+0123456789") + ["nan", "inf", "\x00", "\ufeff", "\r"])
+PTS_EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["replace", "delete", "insert"]), st.integers(0, len(PTS)), PTS_CHARS
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(PTS_EDITS)
+def test_edited_pts_files_parse_exactly_or_raise_naming_the_file(edits):
+    text = list(PTS)
+    for kind, i, chars in edits:
+        i = min(i, len(text) - 1)
+        if kind == "replace":
+            text[i] = chars
+        elif kind == "delete":
+            del text[i]
+        else:
+            text.insert(i, chars)
+    try:
+        points = landmark_io.parse_pts("".join(text), "edited.pts")
+    except landmark_io.AnnotationError as err:
+        assert str(err).startswith("edited.pts")
+    else:
+        assert points.dtype == np.float32 and points.shape[1] == 2 and np.all(np.isfinite(points))
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.binary(max_size=300))
+def test_any_bytes_read_or_raise_naming_the_file(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("pts") / "raw.pts"
+    path.write_bytes(data)
+    try:
+        landmark_io.read_pts(path)
+    except landmark_io.AnnotationError as err:
+        assert str(err).startswith(str(path))

@@ -3,16 +3,20 @@
 import functools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from configs import tiny
 from sphm_jax import checkpoints, input_pipeline, train
+from sphm_jax.models import FAN, abstract_variables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -194,3 +198,173 @@ def test_two_processes_on_localhost_equal_one_process_with_four_devices(data_dir
     single_res = json.loads((tmp_path / "single" / "eval_results.json").read_text())["results"]
     assert multi["test"]["num_examples"] == single_res["test"]["num_examples"]
     assert multi["test"]["nme"] == pytest.approx(single_res["test"]["nme"], rel=1e-4)
+
+
+# --- reliability: preemption, killed checkpoint writes, non-finite steps, other model sizes ---
+
+# Twelve steps with a checkpoint every 4: room for a SIGTERM or a SIGKILL in the middle.
+RELIABILITY_OVERRIDES = {"num_train_steps": 12, "checkpoint_every_steps": 4}
+
+
+def cli_args(data_dir, workdir):
+    flags = [f"--config.{k}={v}" for k, v in RELIABILITY_OVERRIDES.items()]
+    return [
+        "-m",
+        "sphm_jax.main",
+        "--config",
+        "configs/tiny.py",
+        f"--config.data_dir={data_dir}",
+        *flags,
+        f"--workdir={workdir}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory):
+    """The workdir of a run never stopped, the reference of the resumed ones."""
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    proc = run_python(cli_args(data_dir, workdir), {})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir
+
+
+def logged_steps(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [r["step"] for r in map(json.loads, f) if "loss" in r]
+
+
+def assert_same_run(resumed, uninterrupted):
+    """Same losses, logged once per step, and the same final variables, bit for bit."""
+    assert logged_steps(resumed) == list(range(1, RELIABILITY_OVERRIDES["num_train_steps"] + 1))
+    np.testing.assert_array_equal(losses(resumed), losses(uninterrupted))
+    a = checkpoints.restore(os.path.join(resumed, "checkpoints"))[1]
+    b = checkpoints.restore(os.path.join(uninterrupted, "checkpoints"))[1]
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+def test_sigterm_checkpoints_exits_cleanly_and_the_rerun_ends_bit_for_bit(
+    data_dir, uninterrupted, tmp_path
+):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.Popen(
+        [sys.executable, *cli_args(data_dir, tmp_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics_file = tmp_path / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not (metrics_file.exists() and metrics_file.read_text()) and time.time() < deadline:
+        time.sleep(0.02)  # preempted once training has started
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    stopped = checkpoints.latest_step(tmp_path / "checkpoints")
+    assert 1 <= stopped < RELIABILITY_OVERRIDES["num_train_steps"], err[-3000:]
+    assert f"stopped at step {stopped}" in err
+    assert not (tmp_path / "eval_results.json").exists()
+    rerun = run_python(cli_args(data_dir, tmp_path), {})
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resumed from step {stopped}" in rerun.stderr
+    assert_same_run(tmp_path, uninterrupted)
+
+
+# Runs main, SIGKILLed inside orbax while it writes the second checkpoint (step 8): after the
+# train_state item is finalised, before the variables item and the step folder are.
+KILLED_IN_SAVE = """
+import os, signal, sys
+from absl import app
+from orbax.checkpoint._src.path import atomicity
+from sphm_jax import main
+finalize = atomicity.AtomicRenameTemporaryPath.finalize
+calls = []
+async def killing_finalize(self, *args, **kwargs):
+    calls.append(self.get())
+    if len(calls) == 4 + 3:  # four finalisations per checkpoint; the 3rd of the 2nd
+        os.kill(os.getpid(), signal.SIGKILL)
+    return await finalize(self, *args, **kwargs)
+atomicity.AtomicRenameTemporaryPath.finalize = killing_finalize
+sys.argv = ["main", *sys.argv[1:]]
+app.run(main.main)
+"""
+
+
+def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_the_rerun_resumes(
+    data_dir, uninterrupted, tmp_path
+):
+    killed = run_python(["-c", KILLED_IN_SAVE, *cli_args(data_dir, tmp_path)[2:]], {})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    names = os.listdir(tmp_path / "checkpoints")
+    assert "4" in names and "8" not in names and any(".orbax-checkpoint-tmp" in n for n in names)
+    assert checkpoints.latest_step(tmp_path / "checkpoints") == 4
+    checkpoints.restore(tmp_path / "checkpoints")  # the previous checkpoint is whole
+    assert logged_steps(tmp_path) == list(range(1, 9))  # step 8 was logged, not saved
+    rerun = run_python(cli_args(data_dir, tmp_path), {})
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resumed from step 4" in rerun.stderr
+    assert_same_run(tmp_path, uninterrupted)  # steps 5-8 logged once, as in one run
+
+
+def test_a_step_with_non_finite_variables_is_not_applied_and_is_named(data_dir):
+    config = tiny_config(data_dir)
+    state = train.create_train_state(jax.random.key(0), config, train.create_model(config, 68), 10)
+    tx = optax.sgd(float("nan"))  # finite loss and gradients, NaN update
+    state = state.replace(tx=tx, opt_state=tx.init(state.params))
+    builder = train.load_builder(config.dataset, config)
+    batch = next(
+        input_pipeline.train_batches(builder, "train", global_batch_size=8, image_size=64, seed=0)
+    )
+    step = jax.jit(
+        functools.partial(train.train_step, cfg=train.StepConfig.from_config(config, 68))
+    )
+    new, step_metrics = step(state, {k: batch[k] for k in train.TRAIN_KEYS})
+    jax.tree_util.tree_map(np.testing.assert_array_equal, new.params, state.params)
+    assert int(new.step) == int(state.step)
+    guard = train.NonFiniteGuard()
+    guard.note(7, step_metrics)
+    with pytest.raises(
+        FloatingPointError,
+        match=r"step 7: the update made these variables "
+        r"non-finite: params/bn1/bias, params/bn1/scale, .* and \d+ more",
+    ):
+        guard.check(new)
+
+
+def test_describe_nonfinite_names_the_loss_and_the_gradient_norm():
+    finite = {"loss": np.bool_(False), "grad_norm": np.bool_(False), "variables": np.ones(1, bool)}
+    record = {"step": 3, "loss": np.nan, "grad_norm": np.inf, "finite": finite}
+    message = train.describe_nonfinite(record, ["params/w"])
+    assert message.startswith(
+        "training stopped at step 3: the loss is nan; the gradient norm is inf"
+    )
+    assert train.describe_nonfinite({**record, "step": 0}, ["params/w"]) is None
+
+
+def test_a_diverging_run_stops_naming_the_step_and_never_saves_non_finite_variables(
+    data_dir, tmp_path
+):
+    # lr 1e30: step 1 is finite but makes the weights ~1e30, so step 2's activations overflow.
+    config = tiny_config(data_dir, learning_rate=1e30, checkpoint_every_steps=1)
+    with pytest.raises(FloatingPointError, match=r"training stopped at step 2: the loss is nan"):
+        train.train_and_evaluate(config, str(tmp_path))
+    ckpt_dir = tmp_path / "checkpoints"
+    assert checkpoints.latest_step(ckpt_dir) == 1
+    variables = checkpoints.restore(ckpt_dir)[1]
+    assert checkpoints.nonfinite_leaves(variables) == []
+    assert not (tmp_path / "eval_results.json").exists()
+
+
+def test_resuming_a_workdir_of_another_model_size_says_so(data_dir, tmp_path):
+    other = FAN(num_stacks=1, num_landmarks=68, width=32, depth=2)
+    variables = jax.tree_util.tree_map(
+        lambda s: np.zeros(s.shape, s.dtype), abstract_variables(other)
+    )
+    checkpoints.save(tmp_path / "checkpoints", 3, variables, other.config())
+    expected = (
+        r"checkpoints: checkpoint holds FAN\(\{'num_stacks': 1, 'num_landmarks': 68, "
+        r"'width': 32, 'depth': 2\}\), expected FAN\(\{.*'width': 16.*\}\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        train.train_and_evaluate(tiny_config(data_dir), str(tmp_path))

@@ -58,9 +58,9 @@ def release_arrays(mat: dict, path: str) -> dict:
     if missing:
         raise common.DataError(f"{path}: missing variable(s) {', '.join(missing)}")
     arrays = {
-        "data": np.asarray(mat["data"], np.float64),
-        "mask_new": np.asarray(mat["mask_new"], np.float64),
-        "bbox": np.asarray(mat["bbox"], np.float64),
+        "data": common.mat_numeric(mat, "data", path),
+        "mask_new": common.mat_numeric(mat, "mask_new", path),
+        "bbox": common.mat_numeric(mat, "bbox", path),
         "nameList": np.asarray(mat["nameList"], object).reshape(-1),
     }
     expected = {"data": (NUM_FACES, 2 * NUM_POINTS), "mask_new": (NUM_FACES, NUM_POINTS)}
@@ -76,7 +76,7 @@ def release_arrays(mat: dict, path: str) -> dict:
 
 def split_order(ra, path: str) -> np.ndarray:
     """0-based row order from the release's `ra`, checked to be a permutation of 1..N."""
-    ra = np.asarray(ra, np.float64).reshape(-1)
+    ra = common.numeric(ra, f"{path}: 'ra'").reshape(-1)
     if ra.shape != (NUM_FACES,) or not np.array_equal(np.sort(ra), np.arange(1, NUM_FACES + 1)):
         raise common.DataError(f"{path}: 'ra' is not a permutation of 1..{NUM_FACES}")
     return ra.astype(np.int64) - 1

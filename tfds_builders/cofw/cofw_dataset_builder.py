@@ -81,7 +81,7 @@ def xywh_to_box(xywh, where: str) -> np.ndarray:
 
 def occlusion_flags(flags, where: str) -> np.ndarray:
     """bool [K] from the release's 0/1 occlusion flags."""
-    flags = np.asarray(flags, np.float64).reshape(-1)
+    flags = common.numeric(flags, where).reshape(-1)
     if not np.all(np.isin(flags, (0.0, 1.0))):
         raise common.DataError(f"{where}: occlusion flags must be 0 or 1, got {flags.tolist()}")
     return flags.astype(bool)
@@ -89,7 +89,7 @@ def occlusion_flags(flags, where: str) -> np.ndarray:
 
 def parse_phis_row(row, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(landmarks float32 [29, 2] 0-based, occluded bool [29]) from one 87-value row."""
-    row = np.asarray(row, np.float64).reshape(-1)
+    row = common.numeric(row, where).reshape(-1)
     k = NUM_POINTS_29
     if row.shape != (3 * k,):
         raise common.DataError(f"{where}: {row.size} values, expected {3 * k} (x, y, occlusion)")
@@ -100,21 +100,13 @@ def parse_phis_row(row, where: str) -> tuple[np.ndarray, np.ndarray]:
 def parse_points_mat(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(landmarks float32 [68, 2] 0-based, occluded bool [68]) from a COFW-68 `_points.mat`."""
     mat = common.load_mat5(data, name)
-    for var in ("Points", "Occ"):
-        if var not in mat:
-            raise common.DataError(f"{name}: no variable {var!r} (has {sorted(mat_vars(mat))})")
-    points = np.asarray(mat["Points"], np.float64)
+    points = common.mat_numeric(mat, "Points", name)
     if points.shape != (68, 2):
         raise common.DataError(f"{name}: 'Points' has shape {points.shape}, expected (68, 2)")
-    occluded = occlusion_flags(mat["Occ"], f"{name}: 'Occ'")
+    occluded = occlusion_flags(common.mat_variable(mat, "Occ", name), f"{name}: 'Occ'")
     if occluded.shape != (68,):
         raise common.DataError(f"{name}: 'Occ' has {occluded.size} flags, expected 68")
     return (points - 1.0).astype(np.float32), occluded
-
-
-def mat_vars(mat: dict) -> list[str]:
-    """The variable names of a loadmat dict, without its `__header__`-style entries."""
-    return [k for k in mat if not k.startswith("__")]
 
 
 @contextlib.contextmanager
@@ -192,9 +184,7 @@ def cofw68_examples(root: epath.Path, skip_corrupt: bool):
     count = NUM_IMAGES["test"]
     box_path = root / COFW68_BOXES
     box_mat = common.load_mat5(box_path.read_bytes(), str(box_path))
-    if "bboxes" not in box_mat:
-        raise common.DataError(f"{box_path}: no variable 'bboxes' (has {mat_vars(box_mat)})")
-    boxes = np.asarray(box_mat["bboxes"], np.float64)
+    boxes = common.mat_numeric(box_mat, "bboxes", str(box_path))
     if boxes.shape != (count, 4):
         raise common.DataError(
             f"{box_path}: 'bboxes' has shape {boxes.shape}, expected ({count}, 4)"

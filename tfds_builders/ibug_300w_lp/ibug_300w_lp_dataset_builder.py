@@ -55,7 +55,7 @@ class Ibug300wLpConfig(common.LandmarkConfig):
 def parse_lp_mat(data: bytes, name: str, variable: str) -> np.ndarray:
     """0-based float32 [68, 2] from the bytes of a 300W-LP `_pts.mat` file."""
     mat = common.load_mat5(data, name)
-    points = np.asarray(common.mat_variable(mat, variable, name), np.float64)
+    points = common.mat_numeric(mat, variable, name)
     if points.shape != (NUM_LANDMARKS, 2):
         raise common.DataError(
             f"{name}: {variable!r} has shape {points.shape}, expected ({NUM_LANDMARKS}, 2)"

@@ -108,7 +108,11 @@ def read_face_image(path: epath.Path, where: str) -> np.ndarray:
 def wflw_examples(root: epath.Path, split: str, skip_corrupt: bool) -> Iterator[tuple[str, dict]]:
     """(key, example) for every line of one split's list file."""
     list_path = root / LISTS[split]
-    lines = [(n, line) for n, line in enumerate(list_path.read_text().splitlines(), 1)]
+    try:
+        text = list_path.read_text()
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{list_path}: not a text file ({err.reason} at byte {err.start})")
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1)]
     lines = [(n, line) for n, line in lines if line.strip()]
     faces = face_numbers([line.split()[-1] for _, line in lines])
 

@@ -7,6 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import tensorflow_datasets as tfds
 from etils import epath
 
@@ -148,3 +150,51 @@ def test_skip_corrupt_config_builds_the_rest(manual_dir, tmp_path):
 
 if __name__ == "__main__":
     tfds.testing.test_main()
+
+
+def test_a_list_file_that_is_not_text_is_named(manual_dir):
+    list_path(manual_dir, "train").write_bytes(b"1.0 2.0 \xff\xfe\x00 broken")
+    with pytest.raises(AnnotationError, match=r"list_98pt_rect_attr_train.txt: not a text file"):
+        list(wflw.wflw_examples(manual_dir, "train", skip_corrupt=False))
+
+
+# Tokens a damaged or hand-edited list may hold where a number or a flag belongs.
+TOKENS = ["nan", "-inf", "inf", "1e400", "-3.5", "0", "1", "2", "abc", "0x10", "1_0", "١٢", "."]
+EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["replace", "delete", "insert"]),
+        st.integers(0, 206),
+        st.sampled_from(TOKENS),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(EDITS)
+def test_edited_lines_give_a_valid_example_or_an_error_naming_the_line(edits):
+    points = np.random.default_rng(0).uniform(0, 40, (98, 2))
+    fields = make_line(points).split()
+    for kind, i, token in edits:
+        i = min(i, len(fields) - 1)
+        if kind == "replace":
+            fields[i] = token
+        elif kind == "delete":
+            del fields[i]
+        else:
+            fields.insert(i, token)
+    try:
+        face = wflw.parse_wflw_line(" ".join(fields), "list.txt", 7)
+        example = common.make_example(
+            np.zeros((48, 48, 3), np.uint8), face.landmarks, "list.txt:7", bbox=face.bbox
+        )
+    except (AnnotationError, common.DataError) as err:
+        assert "list.txt:7" in str(err)
+        return
+    # The rules of common.py: non-finite points are invisible at (0, 0); the box is proper.
+    assert np.all(np.isfinite(example["landmarks"]))
+    assert set(np.unique(example["visible"])) <= {0.0, 1.0}
+    np.testing.assert_array_equal(example["landmarks"][example["visible"] == 0], 0.0)
+    x0, y0, x1, y1 = example["bbox"]
+    assert np.all(np.isfinite(example["bbox"])) and x1 > x0 and y1 > y0
