@@ -18,12 +18,18 @@ def tiny_data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    """(checkpoint directory, config) of a randomly initialised configs/tiny.py model."""
+def tiny_checkpoint_dir(tmp_path_factory):
+    """The checkpoint directory of a randomly initialised configs/tiny.py model."""
     config = tiny.get_config()
     model = train.create_model(config, 68)
     state = train.create_train_state(jax.random.key(0), config, model, 10)
     directory = tmp_path_factory.mktemp("tiny_ckpt") / "checkpoints"
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     checkpoints.save(directory, 0, variables, model.config())
-    return directory, config
+    return directory
+
+
+@pytest.fixture
+def tiny_checkpoint(tiny_checkpoint_dir):
+    """(checkpoint directory, a fresh configs/tiny.py config that the test may change)."""
+    return tiny_checkpoint_dir, tiny.get_config()
