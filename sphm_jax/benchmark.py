@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import statistics
 import time
 
@@ -64,15 +65,20 @@ def peak_tflops(device_kind: str, dtype: str) -> float | None:
     return None
 
 
-def median_seconds(call, repeats: int) -> float:
-    """Median wall time of `call()` (which must block until its work is done) after one warm-up."""
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_medians(calls, repeats: int) -> list[float]:
+    """Median wall time of each `call()` (each blocks until its work is done) after a warm-up.
+
+    The calls take turns, so a change in the machine's load hits all of them alike.
+    """
+    for call in calls:
         call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = [[] for _ in calls]
+    for _ in range(repeats):
+        for call, spent in zip(calls, times):
+            start = time.perf_counter()
+            call()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def synthetic_batch(config, num_landmarks: int, batch_size: int, seed: int = 0) -> dict:
@@ -104,6 +110,8 @@ def record(what: str, impl: str, config, seconds: float, batch_size: int, **extr
         "num_stacks": config.model.num_stacks,
         "width": config.model.width,
         "dtype": config.dtype,
+        # Timings on a shared machine mean little without it.
+        "load_avg_1min": os.getloadavg()[0],
         **extra,
     }
 
@@ -135,8 +143,11 @@ def _compile(fn, *args):
     return compiled, time.perf_counter() - start
 
 
-def jax_train(config, num_landmarks: int, repeats: int) -> dict:
-    """The training step of train_and_evaluate (donated state, sharded batch) on one batch."""
+def jax_train(config, num_landmarks: int):
+    """The training step of train_and_evaluate (donated state, sharded batch) on one batch.
+
+    Returns (call, to_record): one blocking step, and seconds -> the JSON record.
+    """
     cfg = train.StepConfig.from_config(config, num_landmarks)
     model = train.create_model(config, num_landmarks)
     mesh = train.make_mesh(jax.devices())
@@ -154,26 +165,27 @@ def jax_train(config, num_landmarks: int, repeats: int) -> dict:
         donate_argnums=0,
     )
     compiled, compile_s = _compile(step, state, batch)
+    flops = _cost_flops(compiled)
     holder = [state]
 
     def call():
         holder[0], metrics = compiled(holder[0], batch)
         jax.block_until_ready(metrics)
 
-    seconds = median_seconds(call, repeats)
-    flops = _cost_flops(compiled)
-    device = jax.devices()[0].device_kind
-    return record(
-        "train",
-        "jax",
-        config,
-        seconds,
-        config.batch_size,
-        siamese=bool(config.siamese),
-        compile_s=compile_s,
-        flops_per_step=flops,
-        **flops_fields(flops, seconds, device, config.dtype),
-    )
+    def to_record(seconds):
+        return record(
+            "train",
+            "jax",
+            config,
+            seconds,
+            config.batch_size,
+            siamese=bool(config.siamese),
+            compile_s=compile_s,
+            flops_per_step=flops,
+            **flops_fields(flops, seconds, jax.devices()[0].device_kind, config.dtype),
+        )
+
+    return call, to_record
 
 
 def jax_eval(config, num_landmarks: int, repeats: int) -> dict:
@@ -194,7 +206,9 @@ def jax_eval(config, num_landmarks: int, repeats: int) -> dict:
         out_shardings=data,
     )
     compiled, compile_s = _compile(step, state, batch)
-    seconds = median_seconds(functools.partial(_call_blocking, compiled, state, batch), repeats)
+    (seconds,) = interleaved_medians(
+        [functools.partial(_call_blocking, compiled, state, batch)], repeats
+    )
     flops = _cost_flops(compiled)
     return record(
         "eval",
@@ -221,9 +235,12 @@ def _call_blocking(fn, *args):
     return jax.block_until_ready(fn(*args))
 
 
-def jax_decode(config, maps: np.ndarray, repeats: int) -> list[dict]:
+def jax_decode(config, maps: np.ndarray) -> list:
     """decode (the config's method) on every map in one jitted call, and two yardsticks on the same
-    maps: `max` (one jnp.max pass, the memory floor) and `argmax` (a plain jnp.argmax)."""
+    maps: `max` (one jnp.max pass, the memory floor) and `argmax` (a plain jnp.argmax).
+
+    Returns [(call, to_record)] per method.
+    """
     maps = jnp.asarray(maps)
     methods = {
         config.decoder: jax.jit(
@@ -235,20 +252,18 @@ def jax_decode(config, maps: np.ndarray, repeats: int) -> list[dict]:
     out = []
     for method, fn in methods.items():
         compiled, compile_s = _compile(fn, maps)
-        seconds = median_seconds(functools.partial(_call_blocking, compiled, maps), repeats)
-        out.append(
-            record(
-                "decode",
-                "jax",
-                config,
-                seconds,
-                maps.shape[0],
-                method=method,
-                num_landmarks=maps.shape[-1],
-                heatmap_size=maps.shape[1],
-                compile_s=compile_s,
-            )
+        to_record = functools.partial(
+            record,
+            "decode",
+            "jax",
+            config,
+            batch_size=maps.shape[0],
+            method=method,
+            num_landmarks=maps.shape[-1],
+            heatmap_size=maps.shape[1],
+            compile_s=compile_s,
         )
+        out.append((functools.partial(_call_blocking, compiled, maps), to_record))
     return out
 
 
@@ -272,7 +287,7 @@ def jax_input(config, repeats: int, batches: int) -> dict:
         for _ in range(batches):
             next(iterator)
 
-    seconds = median_seconds(call, repeats) / batches
+    seconds = interleaved_medians([call], repeats)[0] / batches
     return record(
         "input",
         "jax",
@@ -308,8 +323,11 @@ def _torch_sync(device):
         torch.cuda.synchronize(device)
 
 
-def torch_train(config, num_landmarks: int, repeats: int, flops_per_step, channels_last) -> dict:
-    """torch_reference.TrainStep on the same batch; AMP (bfloat16) when config.dtype is bfloat16."""
+def torch_train(config, num_landmarks: int, flops_per_step, channels_last):
+    """torch_reference.TrainStep on the same batch; AMP (bfloat16) when config.dtype is bfloat16.
+
+    Returns (call, to_record) as jax_train does.
+    """
     import torch  # pylint: disable=g-import-not-at-top
 
     from sphm_jax import torch_reference  # pylint: disable=g-import-not-at-top
@@ -343,47 +361,53 @@ def torch_train(config, num_landmarks: int, repeats: int, flops_per_step, channe
     start = time.perf_counter()
     call()  # first call: allocations, cuDNN autotuning; the counterpart of compile_s
     first = time.perf_counter() - start
-    seconds = median_seconds(call, repeats)
     name = _torch_device_name(device)
     per_device = flops_per_step * jax.device_count() if flops_per_step else None
-    return record(
-        "train",
-        "torch",
-        config,
-        seconds,
-        config.batch_size,
-        torch_device=name,
-        siamese=bool(config.siamese),
-        amp=amp,
-        channels_last=bool(channels_last),
-        torch_threads=torch.get_num_threads(),
-        compile_s=first,
-        flops_per_step=per_device,
-        **flops_fields(per_device, seconds, name, config.dtype),
-    )
+
+    def to_record(seconds):
+        return record(
+            "train",
+            "torch",
+            config,
+            seconds,
+            config.batch_size,
+            torch_device=name,
+            siamese=bool(config.siamese),
+            amp=amp,
+            channels_last=bool(channels_last),
+            torch_threads=torch.get_num_threads(),
+            compile_s=first,
+            flops_per_step=per_device,
+            **flops_fields(per_device, seconds, name, config.dtype),
+        )
+
+    return call, to_record
 
 
-def torch_decode(config, maps: np.ndarray, repeats: int) -> dict:
-    """face-alignment's get_preds_fromhm (numpy argmax + numba +-0.25) on the same maps, NCHW."""
+def torch_decode(config, maps: np.ndarray):
+    """face-alignment's get_preds_fromhm (numpy argmax + numba +-0.25) on the same maps, NCHW.
+
+    Returns (call, to_record) as jax_train does.
+    """
     from face_alignment.utils import get_preds_fromhm  # pylint: disable=g-import-not-at-top
 
     nchw = np.ascontiguousarray(maps.transpose(0, 3, 1, 2))
     start = time.perf_counter()
     get_preds_fromhm(nchw)  # numba compiles on the first call
     first = time.perf_counter() - start
-    seconds = median_seconds(lambda: get_preds_fromhm(nchw), repeats)
-    return record(
+    to_record = functools.partial(
+        record,
         "decode",
         "torch",
         config,
-        seconds,
-        maps.shape[0],
+        batch_size=maps.shape[0],
         torch_device="cpu",
         method="face_alignment.get_preds_fromhm",
         num_landmarks=maps.shape[-1],
         heatmap_size=maps.shape[1],
         compile_s=first,
     )
+    return functools.partial(get_preds_fromhm, nchw), to_record
 
 
 def _ratio(a, b):
@@ -417,6 +441,12 @@ def summary(records: list[dict]) -> dict:
     }
 
 
+def _measured(setups, repeats: int):
+    """Records of [(call, to_record)], their calls timed side by side."""
+    seconds = interleaved_medians([call for call, _ in setups], repeats)
+    return [to_record(seconds=t) for (_, to_record), t in zip(setups, seconds)]
+
+
 def run(config, what: str, reference: str, repeats: int, **options):
     """Yields every measurement of `what` ("all": each), jax and, on request, torch side by side."""
     whats = WHAT if what == "all" else (what,)
@@ -425,17 +455,19 @@ def run(config, what: str, reference: str, repeats: int, **options):
         yield jax_input(config, repeats, options.get("input_batches", 20))
     if "decode" in whats:
         maps = decode_heatmaps(config, k, options.get("decode_faces", 64))
-        yield from jax_decode(config, maps, repeats)
+        setups = jax_decode(config, maps)
         if reference == "torch":
-            yield torch_decode(config, maps, repeats)
+            setups.append(torch_decode(config, maps))
+        yield from _measured(setups, repeats)
     if "eval" in whats:
         yield jax_eval(config, k, repeats)
     if "train" in whats:
-        measured = jax_train(config, k, repeats)
-        yield measured
+        setups = [jax_train(config, k)]
         if reference == "torch":
+            flops = setups[0][1](seconds=1.0)["flops_per_step"]
             channels_last = options.get("torch_channels_last")
-            yield torch_train(config, k, repeats, measured["flops_per_step"], channels_last)
+            setups.append(torch_train(config, k, flops, channels_last))
+        yield from _measured(setups, repeats)
 
 
 def main(argv):

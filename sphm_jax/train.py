@@ -421,6 +421,8 @@ def train_and_evaluate(
         start_step=start,
         shuffle_buffer=config.shuffle_buffer,
     )
+    put = functools.partial(to_global, keys=TRAIN_KEYS, sharding=data_sharding)
+    batches = input_pipeline.prefetch_to_device(batches, put)
     reporter = Reporter(workdir, total, config.batch_size)
     results = {}
 
@@ -440,7 +442,7 @@ def train_and_evaluate(
 
     reporter.progress(start, float("nan"))
     for step in range(start + 1, total + 1):
-        state, step_metrics = train_fn(state, to_global(next(batches), TRAIN_KEYS, data_sharding))
+        state, step_metrics = train_fn(state, next(batches))
         if step % config.log_every_steps == 0 or step == total:
             values = {k: float(v) for k, v in step_metrics.items()}
             values.update(reporter.progress(step, values["loss"]))
