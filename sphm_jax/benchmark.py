@@ -47,12 +47,18 @@ PEAK_TFLOPS = (
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
-flags.DEFINE_enum("what", "all", WHAT + ("all",), "What to time.")
+flags.DEFINE_enum("what", "all", WHAT + ("all", "sweep"), "What to time (sweep: only --sweep).")
 flags.DEFINE_enum("reference", "none", ("none", "torch"), "Also time the PyTorch reference.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per measurement; the median is reported.")
 flags.DEFINE_integer("num_landmarks", 68, "Landmarks of the synthetic batches.")
 flags.DEFINE_integer("decode_faces", 64, "Faces per decode call (heatmaps of config.heatmap_size).")
 flags.DEFINE_integer("input_batches", 20, "Batches per timed repeat of the input pipeline.")
+flags.DEFINE_multi_string(
+    "sweep",
+    [],
+    "FIELD=V1,V2,...: time the training step at each value of a config field, in turns "
+    "(a scaling table); image_size carries heatmap_size along. Repeatable.",
+)
 flags.DEFINE_bool("torch_channels_last", None, "Reference in channels-last (default: on CUDA).")
 flags.mark_flags_as_required(["config"])
 
@@ -441,6 +447,30 @@ def summary(records: list[dict]) -> dict:
     }
 
 
+def parse_sweep(text: str) -> tuple[str, list]:
+    """'model.num_stacks=1,2,4' -> ('model.num_stacks', [1, 2, 4])."""
+    field, sep, values = text.partition("=")
+    if not sep or not values:
+        raise ValueError(f"--sweep wants FIELD=V1,V2,..., got {text!r}")
+    return field, [json.loads(v) for v in values.split(",")]
+
+
+def swept(config, field: str, value):
+    """A copy of config with field (dotted) set to value; heatmap_size follows image_size."""
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        if field == "image_size":
+            config.heatmap_size = value * config.heatmap_size // config.image_size
+        *parents, leaf = field.split(".")
+        node = config
+        for name in parents:
+            node = node[name]
+        if leaf not in node:
+            raise ValueError(f"--sweep: the config has no field {field!r}")
+        node[leaf] = value
+    return config
+
+
 def _measured(setups, repeats: int):
     """Records of [(call, to_record)], their calls timed side by side."""
     seconds = interleaved_medians([call for call, _ in setups], repeats)
@@ -449,7 +479,7 @@ def _measured(setups, repeats: int):
 
 def run(config, what: str, reference: str, repeats: int, **options):
     """Yields every measurement of `what` ("all": each), jax and, on request, torch side by side."""
-    whats = WHAT if what == "all" else (what,)
+    whats = {"all": WHAT, "sweep": ()}.get(what, (what,))
     k = options.get("num_landmarks", 68)
     if "input" in whats:
         yield jax_input(config, repeats, options.get("input_batches", 20))
@@ -468,6 +498,11 @@ def run(config, what: str, reference: str, repeats: int, **options):
             channels_last = options.get("torch_channels_last")
             setups.append(torch_train(config, k, flops, channels_last))
         yield from _measured(setups, repeats)
+    for text in options.get("sweep", ()):
+        field, values = parse_sweep(text)
+        setups = [jax_train(swept(config, field, v), k) for v in values]
+        for r, v in zip(_measured(setups, repeats), values):
+            yield {**r, "sweep": field, "value": v}
 
 
 def main(argv):
@@ -487,11 +522,13 @@ def main(argv):
         decode_faces=FLAGS.decode_faces,
         input_batches=FLAGS.input_batches,
         torch_channels_last=FLAGS.torch_channels_last,
+        sweep=FLAGS.sweep,
     ):
         records.append(r)
         print(json.dumps(r), flush=True)
-    if len(records) > 1:
-        print(json.dumps(summary(records)), flush=True)
+    ratios = summary(records)
+    if any(v is not None for k, v in ratios.items() if k != "what"):
+        print(json.dumps(ratios), flush=True)
 
 
 if __name__ == "__main__":

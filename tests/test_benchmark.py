@@ -96,12 +96,13 @@ def test_bfloat16_runs_the_network_in_bfloat16_and_keeps_float32_parameters():
     batch = benchmark.synthetic_batch(config, 68, 2)
     batch = {k: batch[k] for k in train.TRAIN_KEYS}
     step = jax.jit(lambda s, b: train.train_step(s, b, cfg))
-    hlo = step.lower(state, batch).as_text()
-    assert "convolution" in hlo and "bf16" in hlo.split("convolution", 1)[1].split("\n", 1)[0]
-    state, metrics = step(state, batch)
-    assert np.isfinite(float(metrics["loss"]))
-    dtypes = {x.dtype for x in jax.tree_util.tree_leaves((state.params, state.opt_state))}
-    assert dtypes <= {jnp.dtype(jnp.float32), jnp.dtype(jnp.int32)}
+    convolutions = [
+        line for line in step.lower(state, batch).as_text().splitlines() if "convolution" in line
+    ]
+    assert convolutions and all("bf16" in line for line in convolutions)
+    new_state, metrics = jax.eval_shape(step, state, batch)  # the dtypes, without compiling
+    leaves = jax.tree_util.tree_leaves((new_state.params, new_state.opt_state, metrics))
+    assert {x.dtype for x in leaves} <= {jnp.dtype(jnp.float32), jnp.dtype(jnp.int32)}
 
 
 @pytest.mark.parametrize("siamese", [True, False])
@@ -112,10 +113,12 @@ def test_torch_reference_loss_equals_the_jax_step_loss_on_the_same_weights_and_v
     from sphm_jax import torch_reference  # pylint: disable=g-import-not-at-top
 
     config = tiny_config(siamese=siamese)
-    config.model.num_stacks = 2  # the inter-stack convs bl0, al0 too
+    config.model.num_stacks = 2 if siamese else 1  # two stacks: the inter-stack convs bl0, al0 too
     cfg = train.StepConfig.from_config(config, 68)
     torch.manual_seed(0)
-    net = torch_reference.build_fan(2, 68, config.model.width, config.model.depth)
+    net = torch_reference.build_fan(
+        config.model.num_stacks, 68, config.model.width, config.model.depth
+    )
     model, variables = convert.fan_from_torch({k: v.detach() for k, v in net.state_dict().items()})
     state = train.create_train_state(jax.random.key(0), config, model, 10)
     state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
