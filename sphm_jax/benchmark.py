@@ -104,14 +104,17 @@ def synthetic_batch(config, num_landmarks: int, batch_size: int, seed: int = 0) 
 def record(what: str, impl: str, config, seconds: float, batch_size: int, **extra) -> dict:
     device = jax.devices()[0] if impl == "jax" else extra.pop("torch_device")
     kind = device if isinstance(device, str) else device.device_kind
+    # JAX steps split the batch over every device; decode, input and the reference use one.
+    num_devices = jax.device_count() if impl == "jax" and what in ("train", "eval") else 1
     return {
         "what": what,
         "impl": impl,
         "images_per_s": batch_size / seconds,
+        "images_per_s_per_device": batch_size / seconds / num_devices,
         "batch_size": batch_size,
         "step_ms": 1e3 * seconds,
         "device": kind,
-        "num_devices": jax.device_count() if impl == "jax" else 1,
+        "num_devices": num_devices,
         "image_size": config.image_size,
         "num_stacks": config.model.num_stacks,
         "width": config.model.width,
