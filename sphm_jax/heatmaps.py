@@ -80,8 +80,7 @@ def _check_heatmaps(hm) -> jax.Array:
         raise ValueError(f"heatmaps must have shape [..., H, W, K], got {hm.shape}")
     if not jnp.issubdtype(hm.dtype, jnp.floating):
         raise ValueError(f"heatmaps must be floating point, got dtype {hm.dtype}")
-    # [..., K, H, W]: one map per landmark is the natural unit of work below.
-    return jnp.moveaxis(hm.astype(jnp.float32), -1, -3)
+    return hm.astype(jnp.float32)
 
 
 def _argmax_hw(maps) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -136,21 +135,51 @@ def _window_offsets(window):
     return ox.reshape(-1), oy.reshape(-1)
 
 
-def _local_softargmax(maps, window, temperature, **_):
-    """Eq. 4: soft-argmax over the window x window patch around the maximum.
+def _first_max(values, axis):
+    """Index of the first maximum along `axis`, from compares and adds only (no argmax)."""
+    n = values.shape[axis]
+    peak = jax.lax.optimization_barrier(jnp.max(values, axis=axis, keepdims=True))
+    iota = jnp.arange(n, dtype=jnp.float32).reshape((n,) + (1,) * (values.ndim - 1 - axis))
+    # Not-maximal entries are pushed past the end, so the min is the first maximal index.
+    index = jnp.min(iota + (values < peak).astype(jnp.float32) * n, axis=axis)
+    return jnp.minimum(index, n - 1).astype(jnp.int32)
+
+
+def _has_nan(maps):
+    """bool[N, K]: which maps [N, H, W, K] hold a NaN (XLA's CPU reduce-max drops NaN).
+
+    A sum keeps NaN and runs at the speed of a max; only where it is NaN (NaN,
+    or +inf meeting -inf) is the exact but slower element-wise test run.
+    """
+    suspect = jnp.isnan(jnp.sum(maps, axis=(1, 2)))
+    return jax.lax.cond(
+        jnp.any(suspect), lambda: jnp.any(jnp.isnan(maps), axis=(1, 2)), lambda: suspect
+    )
+
+
+def _local_softargmax(hm, window, temperature):
+    """Eq. 4 on channels-last maps [N, H, W, K]: soft-argmax over the window around the maximum.
 
     Window pixels outside the map take no part (weight zero): the window is
-    never wrapped or shifted at the borders.
+    never wrapped or shifted at the borders. The maximum is found row by row
+    (K kept innermost, no transpose) and only the winning row is read again.
     """
-    h, w = maps.shape[-2:]
-    x, y, has_nan = _argmax_hw(jax.lax.stop_gradient(maps))
+    n, h, w, k = hm.shape
+    maps = jax.lax.stop_gradient(hm)
+    # The barrier keeps XLA from fusing (and so recomputing) the row maxima into their consumers.
+    row_max = jax.lax.optimization_barrier(jnp.max(maps, axis=2))  # [N, H, K]
+    y = _first_max(row_max, 1)  # [N, K]
+    x = _first_max(jnp.take_along_axis(maps, y[:, None, None, :], axis=1)[:, 0], 1)
+    has_nan = _has_nan(maps)
     ox, oy = _window_offsets(window)
-    px, py = x[..., None] + ox, y[..., None] + oy  # [..., K, window**2]
+    px, py = x[:, None, :] + ox[:, None], y[:, None, :] + oy[:, None]  # [N, window**2, K]
     inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-    logits = jnp.where(inside, temperature * _gather(maps, px, py), -jnp.inf)
-    weights = jax.nn.softmax(logits, axis=-1)
-    offset = jnp.stack([jnp.sum(weights * ox, -1), jnp.sum(weights * oy, -1)], -1)
-    return _nan_where_undefined(jnp.stack([x, y], -1).astype(jnp.float32) + offset, has_nan)
+    index = jnp.clip(py, 0, h - 1) * w + jnp.clip(px, 0, w - 1)
+    values = jnp.take_along_axis(hm.reshape(n, h * w, k), index, axis=1)
+    weights = jax.nn.softmax(jnp.where(inside, temperature * values, -jnp.inf), axis=1)
+    offset = jnp.stack([jnp.sum(weights * ox[:, None], 1), jnp.sum(weights * oy[:, None], 1)], -1)
+    coords = jnp.stack([x, y], -1).astype(jnp.float32) + offset
+    return _nan_where_undefined(coords, has_nan)
 
 
 def _global_softargmax(maps, temperature, **_):
@@ -239,12 +268,18 @@ def decode(hm, method="local_softargmax", window=5, temperature=10.0) -> jax.Arr
     """
     if method not in _DECODERS:
         raise ValueError(f"unknown decode method {method!r}; choose one of {METHODS}")
-    maps = _check_heatmaps(hm)
-    h, w = maps.shape[-2:]
+    hm = _check_heatmaps(hm)
+    h, w = hm.shape[-3:-1]
     if not (isinstance(window, (int, np.integer)) and window >= 1 and window % 2 == 1):
         raise ValueError(f"window must be a positive odd int, got {window!r}")
     if window > min(h, w):
         raise ValueError(f"window {window} is larger than the {h}x{w} heatmap")
     if is_concrete(temperature) and not (np.ndim(temperature) == 0 and float(temperature) > 0):
         raise ValueError(f"temperature must be a positive scalar, got {temperature!r}")
+    if method == "local_softargmax":
+        # Channels-last all the way: no transpose of the maps, the hot path of evaluation.
+        coords = _local_softargmax(hm.reshape(-1, *hm.shape[-3:]), window, temperature)
+        return coords.reshape(*hm.shape[:-3], hm.shape[-1], 2)
+    # [..., K, H, W]: one map per landmark is the natural unit of work of the others.
+    maps = jnp.moveaxis(hm, -1, -3)
     return _DECODERS[method](maps, window=window, temperature=temperature)

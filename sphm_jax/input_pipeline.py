@@ -19,8 +19,9 @@ Batches are numpy dicts of the process's share of the global batch:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
@@ -197,6 +198,19 @@ def train_batches(
         ds = ds.batch(local, drop_remainder=True).prefetch(2)
         yield from tfds.as_numpy(ds)
         epoch, step_in_epoch = epoch + 1, 0
+
+
+def prefetch_to_device(batches: Iterator[dict], put: Callable, size: int = 2) -> Iterator:
+    """put(batch) for each batch, issued `size` batches ahead so host-to-device copies overlap steps.
+
+    `put` must be asynchronous, as jax.device_put and jax.make_array_from_process_local_data are.
+    """
+    queue = collections.deque()
+    for batch in batches:
+        queue.append(put(batch))
+        if len(queue) > size:
+            yield queue.popleft()
+    yield from queue
 
 
 def _padding_like(element_spec) -> dict:

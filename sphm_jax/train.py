@@ -591,6 +591,8 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, preempte
         start_step=start,
         shuffle_buffer=config.shuffle_buffer,
     )
+    put = functools.partial(to_global, keys=TRAIN_KEYS, sharding=data_sharding)
+    batches = input_pipeline.prefetch_to_device(batches, put)
     reporter = Reporter(workdir, total, config.batch_size)
     reporter.forget_after(start)
     results = {}
@@ -611,7 +613,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, preempte
 
     reporter.progress(start, float("nan"))
     for step in range(start + 1, total + 1):
-        state, step_metrics = train_fn(state, to_global(next(batches), TRAIN_KEYS, data_sharding))
+        state, step_metrics = train_fn(state, next(batches))
         guard.note(step, step_metrics)
         if step % config.log_every_steps == 0 or step == total:
             guard.check(state)
