@@ -104,8 +104,13 @@ def test_bfloat16_runs_the_network_in_bfloat16_and_keeps_float32_parameters():
     ]
     assert convolutions and all(":bf16[" in line for line in convolutions)
     new_state, metrics = traced.out_info  # shapes and dtypes, without compiling
-    leaves = jax.tree_util.tree_leaves((new_state.params, new_state.opt_state, metrics))
+    leaves = jax.tree_util.tree_leaves((new_state.params, new_state.opt_state))
     assert {x.dtype for x in leaves} <= {jnp.dtype(jnp.float32), jnp.dtype(jnp.int32)}
+    # Metrics: float32 values, plus the non-finite guard's flags.
+    assert {x.dtype for x in jax.tree_util.tree_leaves(metrics)} <= {
+        jnp.dtype(jnp.float32),
+        jnp.dtype(jnp.bool_),
+    }
 
 
 @pytest.mark.parametrize("siamese", [True, False])
