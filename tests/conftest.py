@@ -7,6 +7,15 @@ from configs import tiny
 from sphm_jax import checkpoints, train
 
 
+def tiny_config(data_dir=None, **overrides):
+    """configs/tiny.py reading `data_dir`, with fields overridden."""
+    config = tiny.get_config()
+    config.data_dir = data_dir
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
     """synthetic_faces/tiny (64 train / 16 test faces), built once."""

@@ -10,28 +10,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
 from sphm_jax import augment, benchmark, convert, train
+from tests.conftest import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = {"what", "impl", "images_per_s", "batch_size", "device", "compile_s", "step_ms"}
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tfds"))
-    config = tiny.get_config()
-    config.data_dir = path
-    train.load_builder(config.dataset, config)
-    return path
-
-
-def tiny_config(data_dir=None, **overrides):
-    config = tiny.get_config()
-    config.data_dir = data_dir
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
+def data_dir(tiny_data_dir):
+    return tiny_data_dir  # synthetic_faces/tiny, built once per session (tests/conftest.py)
 
 
 def check_record(r, what, impl):

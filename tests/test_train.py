@@ -14,28 +14,16 @@ import numpy as np
 import optax
 import pytest
 
-from configs import tiny
 from sphm_jax import checkpoints, input_pipeline, train
 from sphm_jax.models import FAN, abstract_variables
+from tests.conftest import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tfds"))
-    config = tiny.get_config()
-    config.data_dir = path
-    train.load_builder(config.dataset, config)  # build once for every test here
-    return path
-
-
-def tiny_config(data_dir, **overrides):
-    config = tiny.get_config()
-    config.data_dir = data_dir
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
+def data_dir(tiny_data_dir):
+    return tiny_data_dir  # synthetic_faces/tiny, built once per session (tests/conftest.py)
 
 
 def losses(workdir):
