@@ -28,7 +28,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from ml_collections import config_flags
 
-from sphm_jax import heatmaps, input_pipeline, train
+from sphm_jax import heatmaps, train
 
 WHAT = ("train", "eval", "decode", "input")
 # Dense peak TFLOP/s per device: (device kind substring, bfloat16, float32 as the matmul units run it).
@@ -152,11 +152,9 @@ def _compile(fn, *args):
     return compiled, time.perf_counter() - start
 
 
-def jax_train(config, num_landmarks: int):
-    """The training step of train_and_evaluate (donated state, sharded batch) on one batch.
-
-    Returns (call, to_record): one blocking step, and seconds -> the JSON record.
-    """
+def _step_inputs(config, num_landmarks: int, keys):
+    """(StepConfig, a replicated fresh state, one sharded synthetic batch, data and replicated
+    shardings): what train_and_evaluate hands its jitted steps."""
     cfg = train.StepConfig.from_config(config, num_landmarks)
     model = train.create_model(config, num_landmarks)
     mesh = train.make_mesh(jax.devices())
@@ -166,7 +164,15 @@ def jax_train(config, num_landmarks: int):
     )
     state = init(jax.random.key(config.seed))
     batch = synthetic_batch(config, num_landmarks, config.batch_size)
-    batch = train.to_global(batch, train.TRAIN_KEYS, data)
+    return cfg, state, train.to_global(batch, keys, data), data, replicated
+
+
+def jax_train(config, num_landmarks: int):
+    """The training step of train_and_evaluate (donated state, sharded batch) on one batch.
+
+    Returns (call, to_record): one blocking step, and seconds -> the JSON record.
+    """
+    cfg, state, batch, data, replicated = _step_inputs(config, num_landmarks, train.TRAIN_KEYS)
     step = jax.jit(
         functools.partial(train.train_step, cfg=cfg),
         in_shardings=(replicated, data),
@@ -199,16 +205,7 @@ def jax_train(config, num_landmarks: int):
 
 def jax_eval(config, num_landmarks: int, repeats: int) -> dict:
     """eval_step: network, decoder and the map back to image pixels, on one batch."""
-    cfg = train.StepConfig.from_config(config, num_landmarks)
-    model = train.create_model(config, num_landmarks)
-    mesh = train.make_mesh(jax.devices())
-    data, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-    init = jax.jit(
-        lambda rng: train.create_train_state(rng, config, model, 1000), out_shardings=replicated
-    )
-    state = init(jax.random.key(config.seed))
-    batch = synthetic_batch(config, num_landmarks, config.batch_size)
-    batch = train.to_global(batch, train.EVAL_KEYS, data)
+    cfg, state, batch, data, replicated = _step_inputs(config, num_landmarks, train.EVAL_KEYS)
     step = jax.jit(
         functools.partial(train.eval_step, cfg=cfg),
         in_shardings=(replicated, data),
@@ -279,15 +276,7 @@ def jax_decode(config, maps: np.ndarray) -> list:
 def jax_input(config, repeats: int, batches: int) -> dict:
     """Host pipeline (tf.data: read, decode, crop, resize, batch) of the config's dataset."""
     builder = train.load_builder(config.dataset, config)
-    iterator = input_pipeline.train_batches(
-        builder,
-        config.train_split,
-        global_batch_size=config.batch_size,
-        image_size=config.image_size,
-        seed=config.seed,
-        crop_scale=config.crop_scale,
-        shuffle_buffer=config.shuffle_buffer,
-    )
+    iterator = train.train_input(builder, config)
     start = time.perf_counter()
     next(iterator)  # builds the tf.data graph and fills the shuffle buffer
     startup = time.perf_counter() - start

@@ -268,6 +268,20 @@ def load_builder(name: str, config):
     return builder
 
 
+def train_input(builder, config, start_step: int = 0):
+    """input_pipeline.train_batches with the config's split, batch, crop and shuffle settings."""
+    return input_pipeline.train_batches(
+        builder,
+        config.train_split,
+        global_batch_size=config.batch_size,
+        image_size=config.image_size,
+        seed=config.seed,
+        crop_scale=config.crop_scale,
+        start_step=start_step,
+        shuffle_buffer=config.shuffle_buffer,
+    )
+
+
 def make_mesh(devices) -> jax.sharding.Mesh:
     """A 1-D "data" mesh; Auto axes let XLA place the collectives (no sharding in the types)."""
     return jax.make_mesh(
@@ -581,16 +595,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, preempte
         in_shardings=(replicated, data_sharding),
         out_shardings=data_sharding,
     )
-    batches = input_pipeline.train_batches(
-        builder,
-        config.train_split,
-        global_batch_size=config.batch_size,
-        image_size=config.image_size,
-        seed=config.seed,
-        crop_scale=config.crop_scale,
-        start_step=start,
-        shuffle_buffer=config.shuffle_buffer,
-    )
+    batches = train_input(builder, config, start_step=start)
     put = functools.partial(to_global, keys=TRAIN_KEYS, sharding=data_sharding)
     batches = input_pipeline.prefetch_to_device(batches, put)
     reporter = Reporter(workdir, total, config.batch_size)
