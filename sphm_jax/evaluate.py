@@ -22,7 +22,6 @@ import os
 import sys
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tensorflow as tf
@@ -31,9 +30,9 @@ from etils import epath
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sphm_jax import checkpoints, geometry, heatmaps, inference, input_pipeline, layouts, metrics
+from sphm_jax import geometry, heatmaps, inference, input_pipeline, layouts
 from sphm_jax import plots, protocols, train
-from sphm_jax.predict import WORKDIR_SETTINGS, InputError, _workdir_settings
+from sphm_jax.predict import WORKDIR_SETTINGS, InputError, load_checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +45,9 @@ class Model:
 
 def load(path: str, label: str | None, overrides: dict) -> Model:
     """A checkpoint and its crop/decoder settings: the workdir's config.json, then the flags."""
-    directory, settings = _workdir_settings(epath.Path(path))
+    model, variables, settings = load_checkpoint(path, **overrides)
     settings = {"image_size": 256, "crop_scale": input_pipeline.DEFAULT_CROP_SCALE, **settings}
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    dtype = jnp.dtype(settings.pop("dtype", "float32"))
     settings.pop("decoder", None)  # the decoders come from --decoders
-    model, variables = checkpoints.load_model(str(directory), dtype=dtype)
     return Model(label or os.path.basename(os.path.normpath(path)), model, variables, settings)
 
 
@@ -78,28 +74,8 @@ class Extremes:
         return [(n, i) for n, _, i in worst], [(n, i) for n, _, i in best]
 
 
-def _batch_nmes(batch, points, keep, norm):
-    """Per-face NME of a process-local batch, for picking the worst and best faces."""
-    gt = geometry.transform_points(batch["landmarks"][keep], geometry.invert(batch["crop"][keep]))
-    boxes = batch["bbox"][keep] if norm != "inter_ocular" else None
-    return np.asarray(metrics.nme(points[keep], gt, norm, batch["visible"][keep], boxes))
-
-
-def evaluate_model(m: Model, builder, dataset: str, split: str, args, protocol, keep_k: int):
-    """(collected predictions of every decoder, Extremes of the first decoder) on one split."""
-    num_landmarks = builder.info.features["landmarks"].shape[0]
-    if m.model.num_landmarks != num_landmarks:
-        raise InputError(
-            f"{m.label}: predicts {m.model.num_landmarks} landmarks, {dataset} has {num_landmarks}"
-        )
-    config = ml_collections.ConfigDict(
-        {
-            "batch_size": args.batch_size,
-            "image_size": m.settings["image_size"],
-            "crop_scale": m.settings["crop_scale"],
-            "subset_features": protocol.subset_features,
-        }
-    )
+def make_runner(m: Model, args, num_landmarks: int):
+    """(run(global batch) -> {decoder: points, "scores": ...}, data sharding, mesh), compiled once."""
     mesh = train.make_mesh(jax.devices())
     data, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
     permutation = layouts.get_layout(num_landmarks).flip_permutation if args.flip else None
@@ -118,11 +94,26 @@ def evaluate_model(m: Model, builder, dataset: str, split: str, args, protocol, 
 
     run = jax.jit(run, in_shardings=(replicated, data), out_shardings=data)
     variables = jax.device_put(m.variables, replicated)
+    return functools.partial(run, variables), data, mesh
+
+
+def evaluate_model(m: Model, runner, builder, split: str, args, protocol, keep_k: int):
+    """(collected predictions of every decoder, Extremes of the first decoder) on one split."""
+    run, data, mesh = runner
+    config = ml_collections.ConfigDict(
+        {
+            "batch_size": args.batch_size,
+            "image_size": m.settings["image_size"],
+            "crop_scale": m.settings["crop_scale"],
+            "subset_features": protocol.subset_features,
+        }
+    )
     extremes = Extremes(keep_k)
     first = args.decoders[0]
 
-    def on_batch(batch, outputs, keep):
-        nmes = _batch_nmes(batch, outputs[first], keep, protocol.norms[0])
+    def on_batch(batch, outputs, keep, gt):
+        truth = {"landmarks": gt, "visible": batch["visible"][keep], "bbox": batch["bbox"][keep]}
+        nmes = train.split_nmes(truth, outputs[first][keep], protocol.norms[0])
         in_crop = geometry.transform_points(outputs[first][keep], batch["crop"][keep])
         for i, nme in enumerate(nmes):
             item = (batch["image"][keep][i], np.asarray(in_crop[i]), batch["landmarks"][keep][i])
@@ -134,14 +125,7 @@ def evaluate_model(m: Model, builder, dataset: str, split: str, args, protocol, 
     total = builder.info.splits[split].num_examples
     with tqdm.tqdm(total=total, desc=f"{m.label} {split}", unit="face", disable=None) as bar:
         collected = train.collect_predictions(
-            lambda batch: run(variables, batch),
-            builder,
-            split,
-            config,
-            data,
-            mesh,
-            on_batch=on_batch,
-            progress=bar.update,
+            run, builder, split, config, data, mesh, on_batch=on_batch, progress=bar.update
         )
     return collected, extremes
 
@@ -283,6 +267,13 @@ def main(argv=None) -> int:
             args.dataset,
             ml_collections.ConfigDict({"data_dir": args.data_dir, "manual_dir": args.manual_dir}),
         )
+        num_landmarks = builder.info.features["landmarks"].shape[0]
+        for m in models:
+            if m.model.num_landmarks != num_landmarks:
+                raise InputError(
+                    f"{m.label}: predicts {m.model.num_landmarks} landmarks, "
+                    f"{args.dataset} has {num_landmarks}"
+                )
         parts = [p.split("[")[0] for _, s in protocol.splits for p in s.split("+")]
         missing = [p for p in parts if p not in builder.info.splits]
         if missing:
@@ -296,11 +287,12 @@ def main(argv=None) -> int:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results = {m.label: {d: {} for d in args.decoders} for m in models}
+    runners = {m.label: make_runner(m, args, num_landmarks) for m in models}
     for label, split in protocol.splits:
         curves, first_extremes = {}, None
         for m in models:
             collected, extremes = evaluate_model(
-                m, builder, args.dataset, split, args, protocol, args.faces
+                m, runners[m.label], builder, split, args, protocol, args.faces
             )
             first_extremes = first_extremes or (extremes, m)
             for d, by_norm in score_all(collected, args.decoders, protocol).items():

@@ -212,6 +212,19 @@ def _workdir_settings(path: epath.Path) -> tuple[epath.Path, dict]:
     return path, {}
 
 
+def load_checkpoint(path, step=None, **overrides) -> tuple[Any, Any, dict]:
+    """(model, variables, settings) of a workdir or checkpoint directory.
+
+    settings: the workdir's config.json (WORKDIR_SETTINGS), then the overrides that are not
+    None; its dtype is used to build the model and not returned.
+    """
+    directory, settings = _workdir_settings(epath.Path(path))
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    dtype = jnp.dtype(settings.pop("dtype", "float32"))
+    model, variables = checkpoints.load_model(str(directory), step, dtype=dtype)
+    return model, variables, settings
+
+
 @dataclasses.dataclass
 class Predictor:
     """Sub-pixel landmarks of faces in images; batched, jitted, spread over the local devices.
@@ -265,10 +278,7 @@ class Predictor:
     @classmethod
     def load(cls, path, step=None, **settings) -> "Predictor":
         """From a training workdir (its config.json's crop and decoder) or a checkpoint directory."""
-        directory, found = _workdir_settings(epath.Path(path))
-        found.update({k: v for k, v in settings.items() if v is not None})
-        dtype = found.pop("dtype", "float32")
-        model, variables = checkpoints.load_model(str(directory), step, dtype=jnp.dtype(dtype))
+        model, variables, found = load_checkpoint(path, step, **settings)
         return cls(model, variables, **found)
 
     @property

@@ -338,8 +338,9 @@ def collect_predictions(
     predict_fn(global batch) -> dict of arrays sharded along "data" (e.g. points
     per decoder). Returns {"outputs": that dict over the split, "landmarks" (in
     original image pixels), "visible", "bbox", "subsets": {feature: values}} for
-    config.subset_features. on_batch(batch, outputs, keep) sees each
-    process-local batch (e.g. to keep images); progress(n) counts examples.
+    config.subset_features. on_batch(batch, outputs, keep, gt) sees each
+    process-local batch and its kept faces' landmarks in original pixels (e.g. to keep
+    images); progress(n) counts examples.
     """
     steps = input_pipeline.eval_steps(builder, split, config.batch_size)
     batches = input_pipeline.eval_batches(
@@ -358,15 +359,15 @@ def collect_predictions(
             for k, v in outputs.items()
         }
         keep = batch["mask"] > 0
+        inverse = np.asarray(geometry.invert(batch["crop"][keep]))
+        gt = np.asarray(geometry.transform_points(batch["landmarks"][keep], inverse))
         if on_batch is not None:
-            on_batch(batch, outputs, keep)
+            on_batch(batch, outputs, keep, gt)
         if progress is not None:
             progress(int(keep.sum()))
         for k, v in outputs.items():
             local["outputs"].setdefault(k, []).append(v[keep])
-        inverse = np.asarray(geometry.invert(batch["crop"][keep]))
-        gt = geometry.transform_points(batch["landmarks"][keep], inverse)
-        local["landmarks"].append(np.asarray(gt))
+        local["landmarks"].append(gt)
         local["visible"].append(batch["visible"][keep])
         local["bbox"].append(batch["bbox"][keep])
         for k, v in _subset_columns(batch, config.subset_features).items():
