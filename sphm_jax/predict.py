@@ -363,15 +363,13 @@ def read_faces(images: Sequence[ImageFile], source, on_error, workers: int = 4) 
     message) and are skipped; at most 2 * workers images are held at once.
     """
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        pending = collections.deque()
-        todo = iter(enumerate(images))
-        for _ in range(2 * workers):
-            for i, img in itertools.islice(todo, 1):
-                pending.append((i, img, pool.submit(image_io.read_image, img.path)))
+        reads = (
+            (i, img, pool.submit(image_io.read_image, img.path)) for i, img in enumerate(images)
+        )  # lazy: an image is submitted only when the window below pulls it
+        pending = collections.deque(itertools.islice(reads, 2 * workers))
         while pending:
             i, img, future = pending.popleft()
-            for j, nxt in itertools.islice(todo, 1):
-                pending.append((j, nxt, pool.submit(image_io.read_image, nxt.path)))
+            pending.extend(itertools.islice(reads, 1))
             try:
                 image = future.result()
                 boxes = raw_boxes(img, image.shape, source)
