@@ -15,13 +15,13 @@ def get_config():
     config.train_split = "train"
     config.eval_splits = ("test",)
     config.crop_scale = 256.0 / 220.0  # crop side / longer box side: the face ~220 of 256 px
-    config.shuffle_buffer = 2048
 
     # Schedule (§5.1): Adam, lr 1e-4, 50 epochs, x0.1 at epochs 25 and 40.
     config.batch_size = 32  # global, split over every device of every host
     config.num_epochs = 50
     config.num_train_steps = -1  # > 0 overrides num_epochs
     config.learning_rate = 1e-4
+    config.optimizer = "adam"  # "sgd": plain gradient steps, whose rounding stays rounding-sized
     config.lr_drop_epochs = (25, 40)
     config.lr_drop_factor = 0.1
 

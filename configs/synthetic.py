@@ -20,5 +20,4 @@ def get_config():
     config.log_every_steps = 25
     config.eval_every_steps = 10_000
     config.checkpoint_every_steps = 200
-    config.shuffle_buffer = 1024
     return config

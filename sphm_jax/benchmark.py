@@ -28,9 +28,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from ml_collections import config_flags
 
-from sphm_jax import heatmaps, train
+from sphm_jax import heatmaps, train, xla_cpu
 
-WHAT = ("train", "eval", "decode", "input")
+WHAT = ("train", "eval", "decode", "input")  # "all"; "loop" (minutes: whole epochs) on request
 # Dense peak TFLOP/s per device: (device kind substring, bfloat16, float32 as the matmul units run it).
 # float32 on GPUs runs as TF32 under JAX's and torch-AMP-free default precision; TPUs run it in bf16 passes.
 PEAK_TFLOPS = (
@@ -47,12 +47,17 @@ PEAK_TFLOPS = (
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
-flags.DEFINE_enum("what", "all", WHAT + ("all", "sweep"), "What to time (sweep: only --sweep).")
+flags.DEFINE_enum(
+    "what", "all", WHAT + ("loop", "all", "sweep"), "What to time (sweep: only --sweep)."
+)
 flags.DEFINE_enum("reference", "none", ("none", "torch"), "Also time the PyTorch reference.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per measurement; the median is reported.")
 flags.DEFINE_integer("num_landmarks", 68, "Landmarks of the synthetic batches.")
 flags.DEFINE_integer("decode_faces", 64, "Faces per decode call (heatmaps of config.heatmap_size).")
 flags.DEFINE_integer("input_batches", 20, "Batches per timed repeat of the input pipeline.")
+flags.DEFINE_integer(
+    "loop_steps", 0, "Steps of the timed training loop (--what loop); 0: two epochs and a bit."
+)
 flags.DEFINE_multi_string(
     "sweep",
     [],
@@ -121,6 +126,9 @@ def record(what: str, impl: str, config, seconds: float, batch_size: int, **extr
         "dtype": config.dtype,
         # Timings on a shared machine mean little without it.
         "load_avg_1min": os.getloadavg()[0],
+        # Which CPU and which XLA paths (the flags XLA read) the figure belongs to.
+        "cpu": xla_cpu.cpu_model(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         **extra,
     }
 
@@ -181,6 +189,7 @@ def jax_train(config, num_landmarks: int):
     )
     compiled, compile_s = _compile(step, state, batch)
     flops = _cost_flops(compiled)
+    ynn = xla_cpu.ynn_fusion_kinds(compiled.as_text())
     holder = [state]
 
     def call():
@@ -196,6 +205,7 @@ def jax_train(config, num_landmarks: int):
             config.batch_size,
             siamese=bool(config.siamese),
             compile_s=compile_s,
+            ynn_fusions=ynn,
             flops_per_step=flops,
             **flops_fields(flops, seconds, jax.devices()[0].device_kind, config.dtype),
         )
@@ -203,8 +213,11 @@ def jax_train(config, num_landmarks: int):
     return call, to_record
 
 
-def jax_eval(config, num_landmarks: int, repeats: int) -> dict:
-    """eval_step: network, decoder and the map back to image pixels, on one batch."""
+def jax_eval(config, num_landmarks: int):
+    """eval_step: network, decoder and the map back to image pixels, on one batch.
+
+    Returns (call, to_record) as jax_train does.
+    """
     cfg, state, batch, data, replicated = _step_inputs(config, num_landmarks, train.EVAL_KEYS)
     step = jax.jit(
         functools.partial(train.eval_step, cfg=cfg),
@@ -212,10 +225,14 @@ def jax_eval(config, num_landmarks: int, repeats: int) -> dict:
         out_shardings=data,
     )
     compiled, compile_s = _compile(step, state, batch)
-    (seconds,) = interleaved_medians(
-        [functools.partial(_call_blocking, compiled, state, batch)], repeats
-    )
     flops = _cost_flops(compiled)
+    to_record = functools.partial(
+        _eval_record, config, compile_s, flops, xla_cpu.ynn_fusion_kinds(compiled.as_text())
+    )
+    return functools.partial(_call_blocking, compiled, state, batch), to_record
+
+
+def _eval_record(config, compile_s, flops, ynn, seconds):
     return record(
         "eval",
         "jax",
@@ -223,6 +240,7 @@ def jax_eval(config, num_landmarks: int, repeats: int) -> dict:
         seconds,
         config.batch_size,
         compile_s=compile_s,
+        ynn_fusions=ynn,
         flops_per_image=flops * jax.device_count() / config.batch_size if flops else None,
         **flops_fields(flops, seconds, jax.devices()[0].device_kind, config.dtype),
     )
@@ -274,11 +292,11 @@ def jax_decode(config, maps: np.ndarray) -> list:
 
 
 def jax_input(config, repeats: int, batches: int) -> dict:
-    """Host pipeline (tf.data: read, decode, crop, resize, batch) of the config's dataset."""
+    """Host pipeline of the config's dataset: batches of the crops made once (startup: making them)."""
     builder = train.load_builder(config.dataset, config)
     iterator = train.train_input(builder, config)
     start = time.perf_counter()
-    next(iterator)  # builds the tf.data graph and fills the shuffle buffer
+    next(iterator)  # reads, decodes, crops and resizes the whole split once
     startup = time.perf_counter() - start
 
     def call():
@@ -294,6 +312,45 @@ def jax_input(config, repeats: int, batches: int) -> dict:
         config.batch_size // jax.process_count(),
         dataset=config.dataset,
         compile_s=startup,
+    )
+
+
+def jax_loop(config, steps: int) -> dict:
+    """train_and_evaluate's loop as it trains (input, step, metrics, checkpoints), over epoch ends.
+
+    Runs `steps` steps (0: two epochs and ten steps) in a temporary workdir,
+    logging every 10, and reads the images/s of each logged interval; the first
+    interval (compilation, making the crops) is left out of the rate.
+    """
+    import tempfile  # pylint: disable=g-import-not-at-top
+
+    builder = train.load_builder(config.dataset, config)
+    per_epoch = train.input_pipeline.steps_per_epoch(
+        builder, config.train_split, config.batch_size
+    )
+    steps = steps or 2 * per_epoch + 10
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.num_train_steps, config.log_every_steps = steps + 1, 10
+    with tempfile.TemporaryDirectory() as workdir:
+        train.train_and_evaluate(config, workdir, stop_at_step=steps)  # stops before evaluating
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            logged = [r for r in map(json.loads, f) if "images_per_s" in r]
+    first, steady = logged[0], logged[1:]
+    seconds = sum(10 * config.batch_size / r["images_per_s"] for r in steady)
+    return record(
+        "loop",
+        "jax",
+        config,
+        seconds / (10 * len(steady)),
+        config.batch_size,
+        siamese=bool(config.siamese),
+        compile_s=10 * config.batch_size / first["images_per_s"],  # steps 1-10, crops made
+        steps=steps,
+        steps_per_epoch=per_epoch,
+        checkpoint_every_steps=config.checkpoint_every_steps,
+        interval_images_per_s=[round(r["images_per_s"], 2) for r in steady],
+        interval_end_steps=[r["step"] for r in steady],
     )
 
 
@@ -382,6 +439,51 @@ def torch_train(config, num_landmarks: int, flops_per_step, channels_last):
     return call, to_record
 
 
+def torch_eval(config, num_landmarks: int, channels_last):
+    """The reference's forward pass (eval mode, no autograd) on the same batch.
+
+    Returns (call, to_record) as jax_train does.
+    """
+    import torch  # pylint: disable=g-import-not-at-top
+
+    from sphm_jax import torch_reference  # pylint: disable=g-import-not-at-top
+
+    device = _torch_device()
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(config.seed)
+    net = torch_reference.build_fan(
+        config.model.num_stacks, num_landmarks, config.model.width, config.model.depth
+    )
+    net = net.to(device=device, memory_format=memory_format).eval()
+    amp = config.dtype == "bfloat16"
+    batch = synthetic_batch(config, num_landmarks, config.batch_size)
+    images = torch.from_numpy(batch["image"].transpose(0, 3, 1, 2).copy()).to(device)
+
+    def call():
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            net((images.float() / 255.0).contiguous(memory_format=memory_format))
+        _torch_sync(device)
+
+    start = time.perf_counter()
+    call()
+    first = time.perf_counter() - start
+    to_record = functools.partial(
+        record,
+        "eval",
+        "torch",
+        config,
+        batch_size=config.batch_size,
+        torch_device=_torch_device_name(device),
+        amp=amp,
+        channels_last=bool(channels_last),
+        torch_threads=torch.get_num_threads(),
+        compile_s=first,
+    )
+    return call, to_record
+
+
 def torch_decode(config, maps: np.ndarray):
     """face-alignment's get_preds_fromhm (numpy argmax + numba +-0.25) on the same maps, NCHW.
 
@@ -436,6 +538,8 @@ def summary(records: list[dict]) -> dict:
             rate("decode", "jax", method="max"), rate("decode", "jax", method=cfg_decoder)
         ),
         "input_over_train": _ratio(rate("input", "jax"), rate("train", "jax")),
+        "loop_over_train": _ratio(rate("loop", "jax"), rate("train", "jax")),
+        "eval_jax_over_torch": _ratio(rate("eval", "jax"), rate("eval", "torch")),
     }
 
 
@@ -482,7 +586,12 @@ def run(config, what: str, reference: str, repeats: int, **options):
             setups.append(torch_decode(config, maps))
         yield from _measured(setups, repeats)
     if "eval" in whats:
-        yield jax_eval(config, k, repeats)
+        setups = [jax_eval(config, k)]
+        if reference == "torch":
+            setups.append(torch_eval(config, k, options.get("torch_channels_last")))
+        yield from _measured(setups, repeats)
+    if "loop" in whats:
+        yield jax_loop(config, options.get("loop_steps", 0))
     if "train" in whats:
         setups = [jax_train(config, k)]
         if reference == "torch":
@@ -513,6 +622,7 @@ def main(argv):
         num_landmarks=FLAGS.num_landmarks,
         decode_faces=FLAGS.decode_faces,
         input_batches=FLAGS.input_batches,
+        loop_steps=FLAGS.loop_steps,
         torch_channels_last=FLAGS.torch_channels_last,
         sweep=FLAGS.sweep,
     ):

@@ -16,6 +16,7 @@ from sphm_jax import heatmaps
 QUANTIZE = (None, "round", "floor")
 NME_NORMS = ("inter_ocular", "box", "diagonal")
 DTYPES = ("float32", "bfloat16", "float16")
+OPTIMIZERS = ("adam", "sgd")
 # Fields that must be > 0; "model.width" and "model.depth" are checked against the FAN below.
 POSITIVE = (
     "batch_size",
@@ -30,7 +31,6 @@ POSITIVE = (
     "sigma",
     "temperature",
     "crop_scale",
-    "shuffle_buffer",
     "model.num_stacks",
     "auc_threshold",
     "failure_threshold",
@@ -152,6 +152,7 @@ def value_problems(config, num_devices: int) -> list[str]:
         ("decoder", config.decoder, heatmaps.METHODS),
         ("nme_norm", config.nme_norm, NME_NORMS),
         ("dtype", config.dtype, DTYPES),
+        ("optimizer", config.optimizer, OPTIMIZERS),
     ):
         if value not in choices:
             problems.append(f"{name}: must be one of {choices}, got {value!r}")

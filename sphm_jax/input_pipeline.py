@@ -120,24 +120,28 @@ class Split:
 
 def process_split(builder, split: str, global_batch_size: int) -> Split:
     """The process's disjoint, nearly equal share of `split`, with its per-process batch size."""
+    local = local_batch_size(global_batch_size)
+    share = tfds.even_splits(split, n=jax.process_count(), drop_remainder=False)
+    share = share[jax.process_index()]
+    return Split(share, builder.info.splits[share].num_examples, local)
+
+
+def local_batch_size(global_batch_size: int) -> int:
+    """This process's share of a global batch; every process gets the same."""
     count = jax.process_count()
     if global_batch_size % count:
         raise ValueError(
             f"batch size {global_batch_size} is not divisible by the {count} processes"
         )
-    share = tfds.even_splits(split, n=count, drop_remainder=False)[jax.process_index()]
-    num = builder.info.splits[share].num_examples
-    return Split(share, num, global_batch_size // count)
+    return global_batch_size // count
 
 
-def _read(builder, split: str, seed: int | None):
-    read_config = tfds.ReadConfig(
-        shuffle_seed=seed, interleave_cycle_length=1 if seed is None else 16
-    )
+def _read(builder, split: str):
+    """The split's examples in their stored order, images still encoded."""
     return builder.as_dataset(
         split=split,
-        shuffle_files=seed is not None,
-        read_config=read_config,
+        shuffle_files=False,
+        read_config=tfds.ReadConfig(interleave_cycle_length=1),
         decoders={"image": tfds.decode.SkipDecoding()},
     )
 
@@ -153,6 +157,51 @@ def steps_per_epoch(builder, split: str, global_batch_size: int) -> int:
     return builder.info.splits[split].num_examples // global_batch_size
 
 
+def crop_arrays(builder, split: str, *, image_size: int, crop_scale: float = DEFAULT_CROP_SCALE):
+    """Every example of `split` preprocessed once, in the split's order: numpy arrays per feature.
+
+    The crops are deterministic (augmentation happens on the device), so training
+    makes them once and reads them from memory every epoch: N x S x S x 3 bytes
+    (246 MB for synthetic_faces at 128 px, 1.5 GB for WFLW at 256 px).
+    """
+    ds = _read(builder, split).map(
+        lambda ex: preprocess(_decode(ex, builder), image_size, crop_scale),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    parts = list(tfds.as_numpy(ds.batch(256).prefetch(1)))
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+    """The examples' order in one epoch: a full permutation drawn from (seed, epoch) alone."""
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def batches_from_arrays(
+    arrays, *, global_batch_size: int, seed: int, start_step: int = 0
+) -> Iterator[dict]:
+    """Endless per-process batches of `arrays` (crop_arrays' output) in epoch_order.
+
+    Every process draws the same permutation and keeps its slot of each global
+    batch, so global batches do not depend on the number of processes, and
+    `start_step` continues exactly where a run of that many steps stopped.
+    """
+    local, index = local_batch_size(global_batch_size), jax.process_index()
+    num = len(arrays["image"])
+    per_epoch = num // global_batch_size
+    if per_epoch == 0:
+        raise ValueError(f"{num} examples cannot fill one batch of {global_batch_size}")
+    epoch, step = divmod(start_step, per_epoch)
+    while True:
+        order = epoch_order(seed, epoch, num)
+        for step in range(step, per_epoch):
+            first = step * global_batch_size + index * local
+            chosen = order[first : first + local]
+            yield jax.tree_util.tree_map(lambda a, i=chosen: a[i], arrays)
+        epoch, step = epoch + 1, 0
+
+
 def train_batches(
     builder,
     split: str,
@@ -162,42 +211,23 @@ def train_batches(
     seed: int,
     crop_scale: float = DEFAULT_CROP_SCALE,
     start_step: int = 0,
-    shuffle_buffer: int = 2048,
 ) -> Iterator[dict]:
-    """Endless per-process training batches; the order depends only on (seed, epoch).
+    """Endless per-process training batches of `split`; the order depends only on (seed, epoch).
 
-    Every process reads the same shuffled order and keeps its slot of each
-    global batch (before decoding), so global batches do not depend on the
-    number of processes. Restarting with `start_step` continues exactly where
-    a run that took that many steps stopped (skipped examples are not decoded).
+    The split is cropped once (crop_arrays), then every epoch is a new
+    permutation of it (batches_from_arrays): no pipeline to rebuild and no
+    shuffle buffer to refill at an epoch boundary, no decoding while training.
     """
-    count, index = jax.process_count(), jax.process_index()
-    if global_batch_size % count:
-        raise ValueError(
-            f"batch size {global_batch_size} is not divisible by the {count} processes"
-        )
-    local = global_batch_size // count
-    per_epoch = steps_per_epoch(builder, split, global_batch_size)
-    if per_epoch == 0:
+    if steps_per_epoch(builder, split, global_batch_size) == 0:
         raise ValueError(
             f"{split}: {builder.info.splits[split].num_examples} examples cannot "
             f"fill one batch of {global_batch_size}"
         )
-    epoch, step_in_epoch = divmod(start_step, per_epoch)
-    while True:
-        epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % 2**31)
-        ds = _read(builder, split, epoch_seed)
-        ds = ds.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
-        ds = ds.take(per_epoch * global_batch_size).skip(step_in_epoch * global_batch_size)
-        ds = ds.enumerate().filter(lambda i, _: (i % global_batch_size) // local == index)
-        ds = ds.map(
-            lambda _, ex: preprocess(_decode(ex, builder), image_size, crop_scale),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-        ds = ds.batch(local, drop_remainder=True).prefetch(2)
-        yield from tfds.as_numpy(ds)
-        epoch, step_in_epoch = epoch + 1, 0
+    local_batch_size(global_batch_size)  # fails before the crops are made
+    arrays = crop_arrays(builder, split, image_size=image_size, crop_scale=crop_scale)
+    yield from batches_from_arrays(
+        arrays, global_batch_size=global_batch_size, seed=seed, start_step=start_step
+    )
 
 
 def prefetch_to_device(batches: Iterator[dict], put: Callable, size: int = 2) -> Iterator:
@@ -243,7 +273,7 @@ def eval_batches(
     """Every example of the process's share once, in order; padded batches carry mask 0."""
     share = process_split(builder, split, global_batch_size)
     steps = eval_steps(builder, split, global_batch_size)
-    ds = _read(builder, share.name, None)
+    ds = _read(builder, share.name)
     ds = ds.map(
         lambda ex: preprocess(_decode(ex, builder), image_size, crop_scale),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -124,7 +124,8 @@ def num_train_steps(config, steps_per_epoch: int) -> int:
 def create_train_state(rng, config, model: FAN, steps_per_epoch: int) -> TrainState:
     images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
     variables = model.init(rng, images, train=False)
-    tx = optax.adam(learning_rate_schedule(config, steps_per_epoch))
+    optimizer = {"adam": optax.adam, "sgd": optax.sgd}[config.optimizer]
+    tx = optimizer(learning_rate_schedule(config, steps_per_epoch))
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
@@ -153,7 +154,7 @@ def siamese_loss(outputs, batch, matrices, flipped, cfg: StepConfig):
 
 
 def train_step(state: TrainState, batch, cfg: StepConfig):
-    """One Adam step on a global batch; the augmentation's randomness depends on (seed, step) only."""
+    """One optimiser step on a global batch; the augmentation's randomness depends on (seed, step) only."""
     key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
     images = batch["image"].astype(jnp.float32) / 255.0
     num_views = 2 if cfg.siamese else 1
@@ -269,7 +270,7 @@ def load_builder(name: str, config):
 
 
 def train_input(builder, config, start_step: int = 0):
-    """input_pipeline.train_batches with the config's split, batch, crop and shuffle settings."""
+    """input_pipeline.train_batches with the config's split, batch, seed and crop settings."""
     return input_pipeline.train_batches(
         builder,
         config.train_split,
@@ -278,7 +279,6 @@ def train_input(builder, config, start_step: int = 0):
         seed=config.seed,
         crop_scale=config.crop_scale,
         start_step=start_step,
-        shuffle_buffer=config.shuffle_buffer,
     )
 
 

@@ -51,6 +51,15 @@ def test_every_what_gives_json_records_with_the_required_fields(data_dir):
     assert summary["input_over_train"] > 0 and summary["train_jax_over_torch"] is None
 
 
+def test_loop_times_the_training_loop_across_an_epoch_end(data_dir):
+    config = tiny_config(data_dir)  # 64 examples: 8 steps of 8 per epoch
+    (r,) = benchmark.run(config, "loop", "none", 1, loop_steps=30)
+    check_record(r, "loop", "jax")
+    assert r["steps_per_epoch"] == 8 and r["interval_end_steps"] == [20, 30]
+    assert len(r["interval_images_per_s"]) == 2 and min(r["interval_images_per_s"]) > 0
+    assert r["cpu"] and "INDIVIDUAL_CONVOLUTION" in r["xla_flags"]
+
+
 def test_cli_prints_one_json_line_per_measurement_and_a_summary():
     out = subprocess.run(
         [sys.executable, "-m", "sphm_jax.benchmark", "--config", "configs/tiny.py"]

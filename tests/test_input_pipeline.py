@@ -123,7 +123,6 @@ def test_train_order_depends_only_on_seed_and_resumes_exactly(builder):
             image_size=32,
             seed=seed,
             start_step=start,
-            shuffle_buffer=64,
         )
         return [next(it)["index"].tolist() for _ in range(n)]
 
@@ -164,10 +163,38 @@ def test_global_training_batches_do_not_depend_on_the_process_count(builder, mon
         monkeypatch.setattr(jax, "process_count", lambda: processes)
         monkeypatch.setattr(jax, "process_index", lambda: index)
         it = input_pipeline.train_batches(
-            builder, "train", global_batch_size=4, image_size=32, seed=5, shuffle_buffer=64
+            builder, "train", global_batch_size=4, image_size=32, seed=5
         )
         return [next(it)["index"].tolist() for _ in range(4)]
 
     single = local_batches(1, 0)
     halves = [local_batches(2, i) for i in range(2)]
     assert [a + b for a, b in zip(*halves)] == single
+
+
+def test_training_crops_are_made_once_and_equal_the_evaluation_crops(builder, monkeypatch):
+    made = []
+    crop_arrays = input_pipeline.crop_arrays
+
+    def counting(*args, **kwargs):
+        made.append(args)
+        return crop_arrays(*args, **kwargs)
+
+    monkeypatch.setattr(input_pipeline, "crop_arrays", counting)
+    it = input_pipeline.train_batches(builder, "train", global_batch_size=4, image_size=32, seed=0)
+    batches = [next(it) for _ in range(10)]  # three epochs and a bit
+    assert len(made) == 1
+    evaluated = next(input_pipeline.eval_batches(builder, "train", global_batch_size=16, image_size=32))
+    by_index = {int(i): n for n, i in enumerate(evaluated["index"]) if evaluated["mask"][n] > 0}
+    for b in batches:
+        for n, i in enumerate(b["index"]):
+            for key in ("image", "landmarks", "visible", "crop"):
+                np.testing.assert_array_equal(b[key][n], evaluated[key][by_index[int(i)]])
+
+
+def test_epoch_order_is_a_full_permutation_of_seed_and_epoch():
+    a = input_pipeline.epoch_order(3, 1, 1000)
+    assert sorted(a.tolist()) == list(range(1000))
+    np.testing.assert_array_equal(a, input_pipeline.epoch_order(3, 1, 1000))
+    assert not np.array_equal(a, input_pipeline.epoch_order(3, 2, 1000))
+    assert not np.array_equal(a, input_pipeline.epoch_order(4, 1, 1000))

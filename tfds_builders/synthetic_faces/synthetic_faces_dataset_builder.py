@@ -8,8 +8,12 @@ any example can be re-rendered alone. The 68 points follow the iBUG order, so th
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import io
+import multiprocessing
+import os
 import zlib
 
 import numpy as np
@@ -79,6 +83,22 @@ def synthetic_example(seed: int, split: str, index: int, image_size: int) -> tup
     )
 
 
+# Below this many examples, starting worker processes costs more than rendering on one core.
+PARALLEL_FROM = 256
+
+
+def rendered_examples(seed: int, split: str, count: int, image_size: int, workers: int):
+    """synthetic_example for index 0..count-1, in order, rendered by `workers` processes."""
+    render = functools.partial(synthetic_example, seed, split, image_size=image_size)
+    if workers <= 1:
+        yield from map(render, range(count))
+        return
+    # spawn: forking a process that runs TensorFlow's and JAX's threads can deadlock.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(render, range(count), chunksize=64)
+
+
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for the embedded synthetic faces."""
 
@@ -115,5 +135,5 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, count: int):
         config = self.builder_config
-        for index in range(count):
-            yield synthetic_example(config.seed, split, index, config.image_size)
+        workers = (os.cpu_count() or 1) if count >= PARALLEL_FROM else 1
+        yield from rendered_examples(config.seed, split, count, config.image_size, workers)

@@ -44,3 +44,12 @@ def test_splits_and_indices_get_different_faces():
 
 if __name__ == "__main__":
     tfds.testing.test_main()
+
+
+def test_rendering_on_several_processes_gives_the_same_examples_in_order():
+    serial = list(builder.rendered_examples(0, "train", 6, 64, workers=1))
+    parallel = list(builder.rendered_examples(0, "train", 6, 64, workers=2))
+    assert [k for k, _ in parallel] == [k for k, _ in serial] == [f"train/{i:05d}" for i in range(6)]
+    for (_, a), (_, b) in zip(serial, parallel):
+        assert a["image"] == b["image"]
+        np.testing.assert_array_equal(a["landmarks"], b["landmarks"])
