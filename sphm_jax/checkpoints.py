@@ -143,15 +143,24 @@ def _check_target(directory, step, target):
         )
 
 
+def _on_default_device(leaf) -> jax.ShapeDtypeStruct:
+    leaf = ocp.utils.to_shape_dtype_struct(leaf)
+    if getattr(leaf, "sharding", None) is not None:
+        return leaf
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device)
+
+
 def restore(directory, step=None, target=None):
     """Reads (model_config, variables) of `step` (default: the latest).
 
     `target` (a pytree of arrays or jax.ShapeDtypeStruct) fixes the structure,
-    dtypes and shardings of the restored variables; without it they come back
-    as saved, on the default device.
+    dtypes and shardings of the restored variables (a leaf without a sharding
+    goes to the default device, whatever devices saved it); without a target
+    they come back as saved.
     """
     if target is not None:
-        target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
+        target = jax.tree_util.tree_map(_on_default_device, target)
         _check_target(directory, step, target)
     restored = _restore(
         directory,

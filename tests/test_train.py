@@ -141,8 +141,8 @@ def free_port():
 
 def param_rel_diff(a_dir, b_dir) -> float:
     """|a - b| / |b| over every parameter (one vector) of two workdirs' final checkpoints."""
-    _, a = checkpoints.restore(a_dir / "checkpoints")
-    _, b = checkpoints.restore(b_dir / "checkpoints")
+    _, a = checkpoints.load_model(a_dir / "checkpoints")  # onto this process's device
+    _, b = checkpoints.load_model(b_dir / "checkpoints")
     pairs = [
         (np.asarray(x, np.float64), np.asarray(y, np.float64))
         for x, y in zip(jax.tree_util.tree_leaves(a["params"]), jax.tree_util.tree_leaves(b["params"]))
