@@ -214,7 +214,7 @@ def train_batches(
 ) -> Iterator[dict]:
     """Endless per-process training batches of `split`; the order depends only on (seed, epoch).
 
-    The split is cropped once (crop_arrays), then every epoch is a new
+    The split is cropped once, here (crop_arrays), then every epoch is a new
     permutation of it (batches_from_arrays): no pipeline to rebuild and no
     shuffle buffer to refill at an epoch boundary, no decoding while training.
     """
@@ -225,7 +225,7 @@ def train_batches(
         )
     local_batch_size(global_batch_size)  # fails before the crops are made
     arrays = crop_arrays(builder, split, image_size=image_size, crop_scale=crop_scale)
-    yield from batches_from_arrays(
+    return batches_from_arrays(
         arrays, global_batch_size=global_batch_size, seed=seed, start_step=start_step
     )
 
