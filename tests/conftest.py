@@ -1,7 +1,24 @@
-"""Fixtures shared by the tests of predict, evaluate and plots: a tiny dataset and checkpoint."""
+"""Fixtures shared by the tests of predict, evaluate and plots: a tiny dataset and checkpoint.
+
+The session and every process it starts share one persistent compilation
+cache: the many runs of the same tiny training step (resume, SIGTERM and
+SIGKILL reruns, CLI runs) compile it once. XLA_FLAGS are part of its key.
+"""
+
+import os
+import shutil
+import tempfile
 
 import jax
 import pytest
+
+COMPILATION_CACHE = tempfile.mkdtemp(prefix="sphm_jax_tests_xla_cache_")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = COMPILATION_CACHE  # for the processes tests start
+jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
 
 from configs import tiny
 from sphm_jax import checkpoints, train
