@@ -292,7 +292,7 @@ def jax_decode(config, maps: np.ndarray) -> list:
 
 
 def jax_input(config, repeats: int, batches: int) -> dict:
-    """Host pipeline of the config's dataset: batches of the crops made once (startup: making them)."""
+    """Host pipeline of the config's dataset: batches of crops made once (startup: making them)."""
     builder = train.load_builder(config.dataset, config)
     iterator = train.train_input(builder, config)
     start = time.perf_counter()

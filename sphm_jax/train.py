@@ -155,7 +155,7 @@ def siamese_loss(outputs, batch, matrices, flipped, cfg: StepConfig):
 
 
 def train_step(state: TrainState, batch, cfg: StepConfig):
-    """One optimiser step on a global batch; the augmentation's randomness depends on (seed, step) only."""
+    """One optimiser step on a global batch; the augmentation's randomness is (seed, step)'s."""
     key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
     images = batch["image"].astype(jnp.float32) / 255.0
     num_views = 2 if cfg.siamese else 1

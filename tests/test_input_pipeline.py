@@ -184,7 +184,8 @@ def test_training_crops_are_made_once_and_equal_the_evaluation_crops(builder, mo
     it = input_pipeline.train_batches(builder, "train", global_batch_size=4, image_size=32, seed=0)
     batches = [next(it) for _ in range(10)]  # three epochs and a bit
     assert len(made) == 1
-    evaluated = next(input_pipeline.eval_batches(builder, "train", global_batch_size=16, image_size=32))
+    evaluated = input_pipeline.eval_batches(builder, "train", global_batch_size=16, image_size=32)
+    evaluated = next(evaluated)
     by_index = {int(i): n for n, i in enumerate(evaluated["index"]) if evaluated["mask"][n] > 0}
     for b in batches:
         for n, i in enumerate(b["index"]):

@@ -145,7 +145,7 @@ def param_rel_diff(a_dir, b_dir) -> float:
     _, b = checkpoints.load_model(b_dir / "checkpoints")
     pairs = [
         (np.asarray(x, np.float64), np.asarray(y, np.float64))
-        for x, y in zip(jax.tree_util.tree_leaves(a["params"]), jax.tree_util.tree_leaves(b["params"]))
+        for x, y in zip(*(jax.tree_util.tree_leaves(v["params"]) for v in (a, b)))
     ]
     diff = np.sqrt(sum(np.sum((x - y) ** 2) for x, y in pairs))
     return float(diff / np.sqrt(sum(np.sum(y**2) for _, y in pairs)))

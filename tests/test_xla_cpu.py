@@ -25,11 +25,13 @@ model = FAN(num_stacks=1, num_landmarks=5, width=64, depth=1)
 images = jnp.zeros((4, 64, 64, 3))
 variables = model.init(jax.random.key(0), images)
 def loss(params):
-    out, _ = model.apply({{**variables, "params": params}}, images, train=True, mutable=["batch_stats"])
+    variables_ = {{**variables, "params": params}}
+    out, _ = model.apply(variables_, images, train=True, mutable=["batch_stats"])
     return jnp.sum(out[0] ** 2)
 text = jax.jit(jax.grad(loss)).lower(variables["params"]).compile().as_text()
-print(json.dumps({{"kinds": xla_cpu.ynn_fusion_kinds(text), "plain_convs": text.count("convolution("),
-                   "xla_flags": __import__("os").environ.get("XLA_FLAGS", "")}}))
+print(json.dumps({{"kinds": xla_cpu.ynn_fusion_kinds(text),
+                  "plain_convs": text.count("convolution("),
+                  "xla_flags": __import__("os").environ.get("XLA_FLAGS", "")}}))
 """
 
 

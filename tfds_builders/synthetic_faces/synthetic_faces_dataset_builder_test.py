@@ -49,7 +49,8 @@ if __name__ == "__main__":
 def test_rendering_on_several_processes_gives_the_same_examples_in_order():
     serial = list(builder.rendered_examples(0, "train", 6, 64, workers=1))
     parallel = list(builder.rendered_examples(0, "train", 6, 64, workers=2))
-    assert [k for k, _ in parallel] == [k for k, _ in serial] == [f"train/{i:05d}" for i in range(6)]
+    keys = [f"train/{i:05d}" for i in range(6)]
+    assert [k for k, _ in parallel] == [k for k, _ in serial] == keys
     for (_, a), (_, b) in zip(serial, parallel):
         assert a["image"] == b["image"]
         np.testing.assert_array_equal(a["landmarks"], b["landmarks"])
