@@ -319,8 +319,9 @@ def jax_loop(config, steps: int) -> dict:
     """train_and_evaluate's loop as it trains (input, step, metrics, checkpoints), over epoch ends.
 
     Runs `steps` steps (0: two epochs and ten steps) in a temporary workdir,
-    logging every 10, and reads the images/s of each logged interval; the first
-    interval (compilation, making the crops) is left out of the rate.
+    logging every 10, and reads the images/s of each logged interval. The crops
+    and the compilation come before the first logged step; the first interval
+    (first calls, warm-up) is left out of the rate and reported as `compile_s`.
     """
     import tempfile  # pylint: disable=g-import-not-at-top
 
@@ -345,7 +346,7 @@ def jax_loop(config, steps: int) -> dict:
         seconds / (10 * len(steady)),
         config.batch_size,
         siamese=bool(config.siamese),
-        compile_s=10 * config.batch_size / first["images_per_s"],  # steps 1-10, crops made
+        compile_s=10 * config.batch_size / first["images_per_s"],  # steps 1-10, warm-up
         steps=steps,
         steps_per_epoch=per_epoch,
         checkpoint_every_steps=config.checkpoint_every_steps,
