@@ -24,6 +24,9 @@ def get_config():
     config.optimizer = "adam"  # "sgd": plain gradient steps, whose rounding stays rounding-sized
     config.lr_drop_epochs = (25, 40)
     config.lr_drop_factor = 0.1
+    # "step": the drops above (§5.1); "cosine": linear warm-up, then cosine decay to 0 (short runs).
+    config.lr_schedule = "step"
+    config.warmup_steps = 0  # linear warm-up from 0 over these steps (either schedule)
 
     config.log_every_steps = 50
     config.eval_every_steps = 5000

@@ -17,6 +17,7 @@ QUANTIZE = (None, "round", "floor")
 NME_NORMS = ("inter_ocular", "box", "diagonal")
 DTYPES = ("float32", "bfloat16", "float16")
 OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("step", "cosine")
 # Fields that must be > 0; "model.width" and "model.depth" are checked against the FAN below.
 POSITIVE = (
     "batch_size",
@@ -153,11 +154,12 @@ def value_problems(config, num_devices: int) -> list[str]:
         ("nme_norm", config.nme_norm, NME_NORMS),
         ("dtype", config.dtype, DTYPES),
         ("optimizer", config.optimizer, OPTIMIZERS),
+        ("lr_schedule", config.lr_schedule, LR_SCHEDULES),
     ):
         if value not in choices:
             problems.append(f"{name}: must be one of {choices}, got {value!r}")
     problems += _range(config, "augment.scale") + _range(config, "augment.colour")
-    for name in ("augment.rotation", "augment.translation"):
+    for name in ("augment.rotation", "augment.translation", "warmup_steps"):
         if _get(config, name) < 0:
             problems.append(f"{name}: must be >= 0, got {_get(config, name)}")
     if not config.eval_splits:

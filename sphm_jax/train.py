@@ -109,11 +109,24 @@ def create_model(config, num_landmarks: int) -> FAN:
 
 
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
-    """lr, times lr_drop_factor at each of lr_drop_epochs (scaled when num_train_steps is set)."""
+    """The config's schedule over the run's steps, after `warmup_steps` of linear warm-up.
+
+    "step": lr, times lr_drop_factor at each of lr_drop_epochs (scaled when
+    num_train_steps is set); "cosine": lr decayed to 0 along a half cosine.
+    """
     total = num_train_steps(config, steps_per_epoch)
+    warmup = min(int(config.warmup_steps), total)
+    if config.lr_schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, config.learning_rate, warmup, max(total, warmup + 1), end_value=0.0
+        )
     epoch_steps = total / config.num_epochs  # a run shortened by num_train_steps keeps the shape
     boundaries = {int(e * epoch_steps): config.lr_drop_factor for e in config.lr_drop_epochs}
-    return optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+    drops = optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+    if not warmup:
+        return drops
+    ramp = optax.linear_schedule(0.0, config.learning_rate, warmup)
+    return lambda step: jnp.minimum(ramp(step), drops(step))
 
 
 def num_train_steps(config, steps_per_epoch: int) -> int:

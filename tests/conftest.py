@@ -3,6 +3,7 @@
 The session and every process it starts share one persistent compilation
 cache: the many runs of the same tiny training step (resume, SIGTERM and
 SIGKILL reruns, CLI runs) compile it once. XLA_FLAGS are part of its key.
+Under pytest-xdist (`-n`, the default of pyproject.toml) the workers share it too.
 """
 
 import os
@@ -12,13 +13,19 @@ import tempfile
 import jax
 import pytest
 
-COMPILATION_CACHE = tempfile.mkdtemp(prefix="sphm_jax_tests_xla_cache_")
+# pytest-xdist's workers inherit the variable from the process that made the folder first.
+_OWN_CACHE = "SPHM_JAX_TESTS_XLA_CACHE" not in os.environ
+if _OWN_CACHE:
+    os.environ["SPHM_JAX_TESTS_XLA_CACHE"] = tempfile.mkdtemp(prefix="sphm_jax_tests_xla_cache_")
+COMPILATION_CACHE = os.environ["SPHM_JAX_TESTS_XLA_CACHE"]
 os.environ["JAX_COMPILATION_CACHE_DIR"] = COMPILATION_CACHE  # for the processes tests start
 jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
+    if _OWN_CACHE:
+        shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
+
 
 from configs import tiny
 from sphm_jax import checkpoints, train

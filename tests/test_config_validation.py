@@ -103,6 +103,8 @@ def test_impossible_sizes_each_get_a_line():
         ("image_size", 72, "image_size: FAN of depth 2 needs a multiple of 16, got 72"),
         ("window", 4, "window: must be a positive odd int, got 4"),
         ("batch_size", 0, "batch_size: must be a positive finite number, got 0"),
+        ("lr_schedule", "linear", "lr_schedule: must be one of ('step', 'cosine'), got 'linear'"),
+        ("warmup_steps", -5, "warmup_steps: must be >= 0, got -5"),
     ],
 )
 def test_one_wrong_value_one_line(field, value, message):

@@ -87,7 +87,7 @@ builder = train.load_builder(config.dataset, config)
 cfg = train.StepConfig.from_config(config, 68)
 model = train.create_model(config, 68)
 out = {}
-for opt in ("adam", "sgd"):
+for opt in ("sgd",):
     params = {}
     for n in (4, 1):
         mesh = train.make_mesh(jax.devices()[:n])
@@ -125,11 +125,12 @@ def test_four_devices_equal_one_device_with_the_same_global_batch(data_dir):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(out["adam4"], out["adam1"], rtol=1e-5)
+    # SGD, not Adam: Adam's first steps are sign steps, which turn the reduction-order noise
+    # of exactly-zero gradients (conv biases before a BatchNorm) into full-size updates, so
+    # its losses agree only to the rounding of whichever CPU runs the test. Under SGD a
+    # rounding-sized difference of the all-reduce stays rounding-sized: losses and the
+    # parameters (one vector) agree to 1e-5.
     np.testing.assert_allclose(out["sgd4"], out["sgd1"], rtol=1e-5)
-    # Parameters are compared (as one vector) after SGD: Adam's first steps are sign steps,
-    # which turn the reduction-order noise of exactly-zero gradients (conv biases before a
-    # BatchNorm) into full-size updates, on any device count.
     assert out["sgd_param_rel_diff"] < 1e-5
 
 
@@ -244,6 +245,7 @@ def assert_same_run(resumed, uninterrupted):
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
+@pytest.mark.xdist_group("uninterrupted")  # one worker builds the reference run for both
 def test_sigterm_checkpoints_exits_cleanly_and_the_rerun_ends_bit_for_bit(
     data_dir, uninterrupted, tmp_path
 ):
@@ -293,6 +295,7 @@ app.run(main.main)
 """
 
 
+@pytest.mark.xdist_group("uninterrupted")
 def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_the_rerun_resumes(
     data_dir, uninterrupted, tmp_path
 ):
@@ -370,3 +373,17 @@ def test_resuming_a_workdir_of_another_model_size_says_so(data_dir, tmp_path):
     )
     with pytest.raises(ValueError, match=expected):
         train.train_and_evaluate(tiny_config(data_dir), str(tmp_path))
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_learning_rate_schedules_warm_up_then_follow_their_shape(schedule):
+    config = tiny_config(num_train_steps=100, learning_rate=1e-3, warmup_steps=10)
+    config.lr_schedule = schedule
+    lr = train.learning_rate_schedule(config, steps_per_epoch=8)
+    values = np.asarray([float(lr(s)) for s in range(101)])
+    np.testing.assert_allclose(values[:11], np.linspace(0.0, 1e-3, 11), rtol=1e-5, atol=1e-12)
+    if schedule == "step":  # x0.1 at epochs 25 and 40 of 50: steps 50 and 80 of 100
+        np.testing.assert_allclose(values[[49, 50, 79, 80]], [1e-3, 1e-4, 1e-4, 1e-5], rtol=1e-5)
+    else:  # a half cosine from the peak at step 10 down to 0 at step 100
+        expected = 0.5e-3 * (1 + np.cos(np.pi * (np.arange(10, 101) - 10) / 90))
+        np.testing.assert_allclose(values[10:], expected, rtol=1e-4, atol=1e-9)
