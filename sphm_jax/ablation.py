@@ -156,7 +156,7 @@ def run(base, workdir: str, seeds, table2_rows) -> dict:
             train.train_and_evaluate(row_config(base, row, seed), workdirs[row])
         by_window = {
             w: decode_all(base, workdirs, w, os.path.join(workdir, "decoded", f"seed{seed}_w{w}"))
-            for w in WINDOWS
+            for w in sorted({*WINDOWS, base.window})  # Table 2 reads the config's own window
         }
         decoded = by_window[base.window]
         for row in table2_rows:
