@@ -42,6 +42,11 @@ PAIRS = (("baseline", "hm_no_lsa"), ("hm_no_lsa", "hm"), ("hm", "siamese"), ("ba
 WINDOWS = (3, 5, 7)  # Table 3; "none" is the global soft-argmax
 
 
+def row_source(row: str, base) -> tuple[str, str]:
+    """(the trained row whose models a Table 2 row reads, the decoder it reads them with)."""
+    return DECODED_FROM.get(row, (row, rows.ROWS[row].get("decoder", base.decoder)))
+
+
 def model_row(row: str) -> str:
     return DECODED_FROM.get(row, (row, None))[0]
 
@@ -75,8 +80,8 @@ def decode_all(config, workdirs: dict, window: int, output_dir: str) -> dict:
 
 def row_nme(row: str, decoded: dict, base) -> float:
     """A Table 2 row's NME from the models decoded at the config's window."""
-    source, decoder = DECODED_FROM.get(row, (row, None))
-    return decoded[source][decoder or rows.ROWS[row].get("decoder", base.decoder)]
+    source, decoder = row_source(row, base)
+    return decoded[source][decoder]
 
 
 def paired(nmes: dict) -> dict:
@@ -187,8 +192,7 @@ def row_predictions(base, workdirs: dict, table2_rows) -> dict:
             m, evaluate.make_runner(m, args, k), builder, split, args, protocol, 0
         )
         for r in (r for r in table2_rows if model_row(r) == row):
-            decoder = DECODED_FROM.get(r, (row, rows.ROWS[r].get("decoder", base.decoder)))[1]
-            points = collected["outputs"][decoder]
+            points = collected["outputs"][row_source(r, base)[1]]
             out[r] = {
                 "points": points,
                 "nmes": train.split_nmes(collected, points, base.nme_norm),
