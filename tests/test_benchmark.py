@@ -135,12 +135,14 @@ def test_torch_reference_loss_equals_the_jax_step_loss_on_the_same_weights_and_v
     # The views train_step draws at step 0, handed to the reference.
     key = jax.random.fold_in(jax.random.key(cfg.seed), 0)
     images = jnp.asarray(batch["image"], jnp.float32) / 255.0
-    views = [
-        augment.random_views(
-            k, images, batch["landmarks"], batch["visible"], cfg.augment, cfg.flip_permutation
-        )
-        for k in jax.random.split(key, 2 if siamese else 1)
-    ]
+    views = jax.jit(  # one compilation instead of one per eager op
+        lambda images: [
+            augment.random_views(
+                k, images, batch["landmarks"], batch["visible"], cfg.augment, cfg.flip_permutation
+            )
+            for k in jax.random.split(key, 2 if siamese else 1)
+        ]
+    )(images)
     as_torch = lambda x: torch.from_numpy(np.array(x))
     inputs = as_torch(np.concatenate([v[0] for v in views]).transpose(0, 3, 1, 2))
     with torch.no_grad():

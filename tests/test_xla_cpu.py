@@ -1,5 +1,6 @@
 """Tests for sphm_jax.xla_cpu: the CPU paths in effect, read from the compiled HLO."""
 
+import functools
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ from sphm_jax import xla_cpu
 from sphm_jax.models import FAN
 model = FAN(num_stacks=1, num_landmarks=5, width=64, depth=1)
 images = jnp.zeros((4, 64, 64, 3))
-variables = model.init(jax.random.key(0), images)
+variables = jax.jit(model.init)(jax.random.key(0), images)
 def loss(params):
     variables_ = {{**variables, "params": params}}
     out, _ = model.apply(variables_, images, train=True, mutable=["batch_stats"])
@@ -50,11 +51,12 @@ def probe(env_extra, imports="import sphm_jax"):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@functools.cache  # one compilation for the tests that read it
 def fan_grad_hlo():
     """The compiled HLO text of a FAN's gradient (width 64: YNNPACK takes convolutions this big)."""
     model = FAN(num_stacks=1, num_landmarks=5, width=64, depth=1)
     images = jnp.zeros((4, 64, 64, 3))
-    variables = model.init(jax.random.key(0), images)
+    variables = jax.jit(model.init)(jax.random.key(0), images)
 
     def loss(params):
         out, _ = model.apply(
