@@ -106,18 +106,9 @@ def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(d
     # exactly-zero gradients (conv biases before a BatchNorm) into full-size updates (5.7e-4 of
     # the loss on an AVX2 machine); under SGD a rounding-sized difference of the all-reduce
     # stays rounding-sized, so losses and parameters (one vector) agree to 1e-5.
-    common = [
-        "-m",
-        "sphm_jax.main",
-        "--config",
-        "configs/tiny.py",
-        f"--config.data_dir={data_dir}",
-        "--config.num_train_steps=3",
-        "--config.optimizer=sgd",
-    ]
+    overrides = {"num_train_steps": 3, "optimizer": "sgd"}
     # The reference runs here, on this process's one device: one start-up fewer.
-    config = tiny_config(data_dir, num_train_steps=3, optimizer="sgd")
-    train.train_and_evaluate(config, str(tmp_path / "single"))
+    train.train_and_evaluate(tiny_config(data_dir, **overrides), str(tmp_path / "single"))
     port = free_port()
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     env = {**os.environ, **env, "PYTHONPATH": ROOT}
@@ -125,8 +116,7 @@ def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(d
         subprocess.Popen(
             [
                 sys.executable,
-                *common,
-                f"--workdir={tmp_path / 'multi'}",
+                *cli_args(data_dir, tmp_path / "multi", overrides),
                 f"--coordinator_address=127.0.0.1:{port}",
                 "--num_processes=2",
                 f"--process_id={i}",
@@ -157,8 +147,9 @@ def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(d
 RELIABILITY_OVERRIDES = {"num_train_steps": 12, "checkpoint_every_steps": 4}
 
 
-def cli_args(data_dir, workdir):
-    flags = [f"--config.{k}={v}" for k, v in RELIABILITY_OVERRIDES.items()]
+def cli_args(data_dir, workdir, overrides=RELIABILITY_OVERRIDES):
+    """`python -m sphm_jax.main` on configs/tiny.py with config overrides, as argv after python."""
+    flags = [f"--config.{k}={v}" for k, v in overrides.items()]
     return [
         "-m",
         "sphm_jax.main",

@@ -15,24 +15,16 @@ from sphm_jax.models import FAN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A FAN's training-mode gradient, big enough that jaxlib's default puts its convolutions on YNNPACK.
+# fan_grad_hlo below, in a process of its own whose first imports are {imports}.
 PROBE = """
-import json, sys
+import json, os
 {imports}
-import jax, jax.numpy as jnp
 from sphm_jax import xla_cpu
-from sphm_jax.models import FAN
-model = FAN(num_stacks=1, num_landmarks=5, width=64, depth=1)
-images = jnp.zeros((4, 64, 64, 3))
-variables = jax.jit(model.init)(jax.random.key(0), images)
-def loss(params):
-    variables_ = {{**variables, "params": params}}
-    out, _ = model.apply(variables_, images, train=True, mutable=["batch_stats"])
-    return jnp.sum(out[0] ** 2)
-text = jax.jit(jax.grad(loss)).lower(variables["params"]).compile().as_text()
+from tests.test_xla_cpu import fan_grad_hlo
+text = fan_grad_hlo()
 print(json.dumps({{"kinds": xla_cpu.ynn_fusion_kinds(text),
                   "plain_convs": text.count("convolution("),
-                  "xla_flags": __import__("os").environ.get("XLA_FLAGS", "")}}))
+                  "xla_flags": os.environ.get("XLA_FLAGS", "")}}))
 """
 
 
