@@ -10,7 +10,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sphm_jax import config_validation, train
+from sphm_jax import config_validation, preemption, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and eval results.")
@@ -44,6 +44,10 @@ def main(argv):
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except (config_validation.ConfigError, FloatingPointError) as err:
         raise SystemExit(f"error: {err}") from None  # the message says it all: no traceback
+    except preemption.Preempted as stopped:
+        if jax.process_count() > 1:
+            jax.distributed.shutdown()  # every process stops at the same step: leave together
+        preemption.exit_now(str(stopped))
 
 
 if __name__ == "__main__":

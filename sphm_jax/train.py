@@ -309,6 +309,19 @@ def train_batch_shapes(builder, config, sharding) -> dict:
     return {n: jax.ShapeDtypeStruct(s, d, sharding=sharding) for n, (s, d) in shapes.items()}
 
 
+def compile_with_input(train_fn, state, builder, config, sharding, start: int):
+    """(train_fn compiled, device batches from step start + 1), the crops made meanwhile."""
+    put = functools.partial(to_global, keys=TRAIN_KEYS, sharding=sharding)
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        shapes = train_batch_shapes(builder, config, sharding)
+        compiling = pool.submit(lambda: train_fn.lower(state, shapes).compile())
+        batches = input_pipeline.prefetch_to_device(train_input(builder, config, start), put)
+        return compiling.result(), batches
+    finally:
+        pool.shutdown(wait=False)  # a SIGTERM here leaves without waiting for the compiler
+
+
 def make_mesh(devices) -> jax.sharding.Mesh:
     """A 1-D "data" mesh; Auto axes let XLA place the collectives (no sharding in the types)."""
     return jax.make_mesh(
@@ -470,6 +483,27 @@ def _logged_step(line: str) -> int | None:
         return None
 
 
+def _drop_events_after(path: str, step: int) -> None:
+    """Rewrites a TensorBoard event file without its events of steps after `step`."""
+    records, kept = 0, []
+    try:
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            records += 1
+            if tf.compat.v1.Event.FromString(record).step <= step:
+                kept.append(record)
+    except tf.errors.DataLossError:
+        records += 1  # a record cut short by a killed process: dropped with the rest
+    if len(kept) == records:
+        return
+    # No "tfevents" in the temporary name: TensorBoard would read a leftover one.
+    temporary = os.path.join(os.path.dirname(path), ".rewriting-events")
+    with tf.io.TFRecordWriter(temporary) as writer:
+        for record in kept:
+            writer.write(record)
+    tf.io.gfile.rename(temporary, path, overwrite=True)  # kill-safe
+    logging.info("%s: dropped %d event(s) after step %d", path, records - len(kept), step)
+
+
 class NonFiniteGuard:
     """Remembers on the device the first non-finite step; check() fetches it and raises."""
 
@@ -496,13 +530,19 @@ class Reporter:
     def __init__(self, workdir: str, total_steps: int, batch_size: int):
         self.active = jax.process_index() == 0
         self.total, self.batch_size = total_steps, batch_size
+        self.workdir = workdir
         self.jsonl = os.path.join(workdir, "metrics.jsonl")
         self.writer = tf.summary.create_file_writer(workdir) if self.active else None
         self.last = (None, None)
 
     def forget_after(self, step: int) -> None:
-        """Drops metrics.jsonl lines of steps after `step`, those a resumed run will log again."""
-        if not (self.active and tf.io.gfile.exists(self.jsonl)):
+        """Drops what was logged for steps after `step` (metrics.jsonl lines, TensorBoard events):
+        a run resumed from `step` logs them again."""
+        if not self.active:
+            return
+        for events in tf.io.gfile.glob(os.path.join(self.workdir, "events.out.tfevents.*")):
+            _drop_events_after(events, step)
+        if not tf.io.gfile.exists(self.jsonl):
             return
         with tf.io.gfile.GFile(self.jsonl) as f:
             lines = f.read().splitlines(keepends=True)
@@ -551,16 +591,17 @@ def train_and_evaluate(
 ) -> dict:
     """Trains (resuming from workdir's latest checkpoint), evaluates, writes eval_results.json.
 
-    stop_at_step: checkpoint there and return without evaluating, as a preempted run would.
-    A SIGTERM does the same at the next step (on every process of a multi-host run): it
-    returns {} and a rerun with the same workdir ends as an uninterrupted run would.
+    stop_at_step: checkpoint there and return {} without evaluating, as a preempted run would.
+    A SIGTERM raises preemption.Preempted: at once before the first step, after a checkpoint
+    at the next step while training (on every process of a multi-host run), between batches
+    during evaluation. A rerun with the same workdir ends as an uninterrupted run would.
     """
     config_validation.validate(config, jax.device_count())
-    with preemption.sigterm_stops_training() as preempted:
-        return _train_and_evaluate(config, workdir, stop_at_step, preempted)
+    with preemption.sigterm_stops_training() as stop:
+        return _train_and_evaluate(config, workdir, stop_at_step, stop)
 
 
-def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, preempted) -> dict:
+def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) -> dict:
     tf.io.gfile.makedirs(workdir)
     if jax.process_index() == 0:  # predict and evaluate read the crop and decoder settings here
         with tf.io.gfile.GFile(os.path.join(workdir, "config.json"), "w") as f:
@@ -618,18 +659,20 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, preempte
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
-    eval_fn = jax.jit(
+    eval_jit = jax.jit(
         functools.partial(eval_step, cfg=cfg),
         in_shardings=(replicated, data_sharding),
         out_shardings=data_sharding,
     )
-    put = functools.partial(to_global, keys=TRAIN_KEYS, sharding=data_sharding)
-    # Compile the step while the host makes the crops: the two overlap instead of adding up.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        shapes = train_batch_shapes(builder, config, data_sharding)
-        compiling = pool.submit(lambda: train_fn.lower(state, shapes).compile())
-        batches = input_pipeline.prefetch_to_device(train_input(builder, config, start), put)
-        train_fn = compiling.result()
+
+    def eval_fn(*args):
+        stop.check("evaluation")  # evaluations can be long: a SIGTERM need not wait for the end
+        return eval_jit(*args)
+
+    if start < total:  # a run stopped in its final evaluation only evaluates
+        train_fn, batches = compile_with_input(
+            train_fn, state, builder, config, data_sharding, start
+        )
     reporter = Reporter(workdir, total, config.batch_size)
     reporter.forget_after(start)
     results = {}
@@ -649,22 +692,32 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, preempte
         logging.info("eval at step %d: %s", step, json.dumps(results))
 
     reporter.progress(start, float("nan"))
+    stop.training = True  # from here a SIGTERM waits for the step and its checkpoint
+    logging.info("training from step %d to %d", start, total)
+    previous = None
     for step in range(start + 1, total + 1):
         state, step_metrics = train_fn(state, next(batches))
+        # At most this step in flight: a SIGTERM waits for one step, not a queue of them.
+        jax.block_until_ready(previous)
+        previous = step_metrics["loss"]
         guard.note(step, step_metrics)
         if step % config.log_every_steps == 0 or step == total:
             guard.check(state)
             values = {k: float(step_metrics[k]) for k in ("loss", "grad_norm")}
             values.update(reporter.progress(step, values["loss"]))
             reporter.scalars(step, values)
-        if (preempted(step) or step == stop_at_step) and step != total:
+        preempted = stop(step)
+        if (preempted or step == stop_at_step) and step != total:
             save(step)
             logging.info("stopped at step %d; rerun with the same workdir to continue", step)
+            if preempted:
+                raise preemption.Preempted(f"stopped at step {step}")
             return {}
-        if step % config.checkpoint_every_steps == 0 and step != total:
-            save(step)
+        # Evaluate before the checkpoint: one stopped mid-evaluation resumes before it, redoes it.
         if step % config.eval_every_steps == 0 and step != total:
             run_eval(step)
+        if step % config.checkpoint_every_steps == 0 and step != total:
+            save(step)
     if start < total or checkpoints.latest_step(ckpt_dir) != total:
         save(total)
     run_eval(total)

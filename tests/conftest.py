@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests of predict, evaluate and plots: a tiny dataset and checkpoint.
+"""Fixtures shared by the tests: a tiny dataset and checkpoint, the uninterrupted reference run.
 
 The session and every process it starts share one persistent compilation
 cache: the many runs of the same tiny training step (resume, SIGTERM and
@@ -8,6 +8,8 @@ Under pytest-xdist (`-n`, the default of pyproject.toml) the workers share it to
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import jax
@@ -28,6 +30,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 from configs import tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from sphm_jax import checkpoints, train
 
 
@@ -66,3 +70,37 @@ def tiny_checkpoint_dir(tmp_path_factory):
 def tiny_checkpoint(tiny_checkpoint_dir):
     """(checkpoint directory, a fresh configs/tiny.py config that the test may change)."""
     return tiny_checkpoint_dir, tiny.get_config()
+
+
+def run_python(args, env_extra, timeout=300):
+    env = {**os.environ, **env_extra, "PYTHONPATH": ROOT}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+# Twelve steps with a checkpoint every 4: room for a SIGTERM or a SIGKILL in the middle.
+RELIABILITY_OVERRIDES = {"num_train_steps": 12, "checkpoint_every_steps": 4}
+
+
+def cli_args(data_dir, workdir, overrides=RELIABILITY_OVERRIDES):
+    """`python -m sphm_jax.main` on configs/tiny.py with config overrides, as argv after python."""
+    flags = [f"--config.{k}={v}" for k, v in overrides.items()]
+    return [
+        "-m",
+        "sphm_jax.main",
+        "--config",
+        "configs/tiny.py",
+        f"--config.data_dir={data_dir}",
+        *flags,
+        f"--workdir={workdir}",
+    ]
+
+
+@pytest.fixture(scope="session")  # a module scope is rebuilt when xdist interleaves modules
+def uninterrupted(tiny_data_dir, tmp_path_factory):
+    """The workdir of a run never stopped, the reference of the resumed ones."""
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    proc = run_python(cli_args(tiny_data_dir, workdir), {})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir

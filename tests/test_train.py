@@ -13,12 +13,11 @@ import jax
 import numpy as np
 import optax
 import pytest
+import tensorflow as tf
 
-from sphm_jax import checkpoints, input_pipeline, train
+from sphm_jax import checkpoints, input_pipeline, preemption, train
 from sphm_jax.models import FAN, abstract_variables
-from tests.conftest import tiny_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import RELIABILITY_OVERRIDES, ROOT, cli_args, run_python, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +74,6 @@ def test_resume_continues_loss_for_loss(data_dir, tmp_path):
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
-def run_python(args, env_extra, timeout=300):
-    env = {**os.environ, **env_extra, "PYTHONPATH": ROOT}
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -100,23 +92,15 @@ def param_rel_diff(a_dir, b_dir) -> float:
     return float(diff / np.sqrt(sum(np.sum(y**2) for _, y in pairs)))
 
 
-def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(data_dir, tmp_path):
-    # Two processes with two devices each: the batch split over local devices and over hosts.
-    # SGD, not Adam: Adam's first steps are sign steps, which turn the reduction-order noise of
-    # exactly-zero gradients (conv biases before a BatchNorm) into full-size updates (5.7e-4 of
-    # the loss on an AVX2 machine); under SGD a rounding-sized difference of the all-reduce
-    # stays rounding-sized, so losses and parameters (one vector) agree to 1e-5.
-    overrides = {"num_train_steps": 3, "optimizer": "sgd"}
-    # The reference runs here, on this process's one device: one start-up fewer.
-    train.train_and_evaluate(tiny_config(data_dir, **overrides), str(tmp_path / "single"))
-    port = free_port()
+def start_two_processes(data_dir, workdir, overrides, port):
+    """`main` as processes 0 and 1 of a run over 127.0.0.1, two CPU devices each."""
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     env = {**os.environ, **env, "PYTHONPATH": ROOT}
-    procs = [
+    return [
         subprocess.Popen(
             [
                 sys.executable,
-                *cli_args(data_dir, tmp_path / "multi", overrides),
+                *cli_args(data_dir, workdir, overrides),
                 f"--coordinator_address=127.0.0.1:{port}",
                 "--num_processes=2",
                 f"--process_id={i}",
@@ -129,45 +113,46 @@ def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(d
         )
         for i in range(2)
     ]
+
+
+def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(data_dir, tmp_path):
+    # Two processes with two devices each: the batch split over local devices and over hosts.
+    # SGD, not Adam: Adam's first steps are sign steps, which turn the reduction-order noise of
+    # exactly-zero gradients (conv biases before a BatchNorm) into full-size updates (5.7e-4 of
+    # the loss on an AVX2 machine); under SGD a rounding-sized difference of the all-reduce
+    # stays rounding-sized, so losses and parameters (one vector) agree to 1e-5.
+    overrides = {"num_train_steps": 12, "optimizer": "sgd"}
+    # The reference runs here, on this process's one device: one start-up fewer.
+    train.train_and_evaluate(tiny_config(data_dir, **overrides), str(tmp_path / "single"))
+    multi = tmp_path / "multi"
+    # Preempted: only process 1 gets the SIGTERM; JAX's service stops both at one step.
+    procs = start_two_processes(data_dir, multi, overrides, free_port())
+    deadline = time.time() + 240
+    while not ((multi / "metrics.jsonl").exists() and (multi / "metrics.jsonl").read_text()):
+        assert time.time() < deadline and procs[0].poll() is None, procs[0].communicate()[1]
+        time.sleep(0.02)
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=240) for p in procs]
+    stopped = checkpoints.latest_step(multi / "checkpoints")
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == preemption.EXIT_STATUS, err[-3000:]
+        assert f"stopped at step {stopped}" in err
+    assert 1 <= stopped < overrides["num_train_steps"]
+    assert "process 1 of 2, 2 local / 4 global devices" in outs[1][1]
+    procs = start_two_processes(data_dir, multi, overrides, free_port())
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
-    assert "process 1 of 2, 2 local / 4 global devices" in outs[1][1]
-    np.testing.assert_allclose(losses(tmp_path / "multi"), losses(tmp_path / "single"), rtol=1e-5)
-    assert param_rel_diff(tmp_path / "multi", tmp_path / "single") < 1e-5
-    multi = json.loads((tmp_path / "multi" / "eval_results.json").read_text())["results"]
+        assert f"resumed from step {stopped}" in err
+    np.testing.assert_allclose(losses(multi), losses(tmp_path / "single"), rtol=1e-5)
+    assert param_rel_diff(multi, tmp_path / "single") < 1e-5
+    multi_res = json.loads((multi / "eval_results.json").read_text())["results"]
     single_res = json.loads((tmp_path / "single" / "eval_results.json").read_text())["results"]
-    assert multi["test"]["num_examples"] == single_res["test"]["num_examples"]
-    assert multi["test"]["nme"] == pytest.approx(single_res["test"]["nme"], rel=1e-4)
+    assert multi_res["test"]["num_examples"] == single_res["test"]["num_examples"]
+    assert multi_res["test"]["nme"] == pytest.approx(single_res["test"]["nme"], rel=1e-4)
 
 
 # --- reliability: preemption, killed checkpoint writes, non-finite steps, other model sizes ---
-
-# Twelve steps with a checkpoint every 4: room for a SIGTERM or a SIGKILL in the middle.
-RELIABILITY_OVERRIDES = {"num_train_steps": 12, "checkpoint_every_steps": 4}
-
-
-def cli_args(data_dir, workdir, overrides=RELIABILITY_OVERRIDES):
-    """`python -m sphm_jax.main` on configs/tiny.py with config overrides, as argv after python."""
-    flags = [f"--config.{k}={v}" for k, v in overrides.items()]
-    return [
-        "-m",
-        "sphm_jax.main",
-        "--config",
-        "configs/tiny.py",
-        f"--config.data_dir={data_dir}",
-        *flags,
-        f"--workdir={workdir}",
-    ]
-
-
-@pytest.fixture(scope="session")  # a module scope is rebuilt when xdist interleaves modules
-def uninterrupted(tiny_data_dir, tmp_path_factory):
-    """The workdir of a run never stopped, the reference of the resumed ones."""
-    workdir = tmp_path_factory.mktemp("uninterrupted")
-    proc = run_python(cli_args(tiny_data_dir, workdir), {})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return workdir
 
 
 def logged_steps(workdir):
@@ -175,9 +160,18 @@ def logged_steps(workdir):
         return [r["step"] for r in map(json.loads, f) if "loss" in r]
 
 
+def tensorboard_steps(workdir, tag="loss"):
+    """Steps of every `tag` scalar in the TensorBoard event files of workdir, sorted."""
+    files = tf.io.gfile.glob(os.path.join(workdir, "events.out.tfevents.*"))
+    events = (e for f in files for e in tf.compat.v1.train.summary_iterator(f))
+    return sorted(e.step for e in events for v in e.summary.value if v.tag == tag)
+
+
 def assert_same_run(resumed, uninterrupted):
-    """Same losses, logged once per step, and the same final variables, bit for bit."""
-    assert logged_steps(resumed) == list(range(1, RELIABILITY_OVERRIDES["num_train_steps"] + 1))
+    """Same losses, logged once per step (metrics.jsonl and TensorBoard), same final variables."""
+    steps = list(range(1, RELIABILITY_OVERRIDES["num_train_steps"] + 1))
+    assert logged_steps(resumed) == steps
+    assert tensorboard_steps(resumed) == steps
     np.testing.assert_array_equal(losses(resumed), losses(uninterrupted))
     a = checkpoints.restore(os.path.join(resumed, "checkpoints"))[1]
     b = checkpoints.restore(os.path.join(uninterrupted, "checkpoints"))[1]
@@ -203,7 +197,7 @@ def test_sigterm_checkpoints_exits_cleanly_and_the_rerun_ends_bit_for_bit(
         time.sleep(0.02)  # preempted once training has started
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=240)
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == preemption.EXIT_STATUS, err[-3000:]
     stopped = checkpoints.latest_step(tmp_path / "checkpoints")
     assert 1 <= stopped < RELIABILITY_OVERRIDES["num_train_steps"], err[-3000:]
     assert f"stopped at step {stopped}" in err

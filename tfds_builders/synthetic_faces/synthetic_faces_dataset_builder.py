@@ -95,8 +95,11 @@ def rendered_examples(seed: int, split: str, count: int, image_size: int, worker
         return
     # spawn: forking a process that runs TensorFlow's and JAX's threads can deadlock.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
+    try:
         yield from pool.map(render, range(count), chunksize=64)
+    finally:
+        pool.shutdown(cancel_futures=True)  # stopped early (a SIGTERM): drop the queued renders
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
