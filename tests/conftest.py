@@ -27,8 +27,8 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
 
 
-from configs import tiny
 from sphm_jax import checkpoints, train
+from sphm_jax.configs import tiny
 
 
 def tiny_config(data_dir=None, **overrides):
