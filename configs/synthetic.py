@@ -8,7 +8,7 @@ quarter of the steps and end far higher (README, "The main job"). On an accelera
 configs/default.py's sizes.
 """
 
-from configs import default
+from sphm_jax.configs import default
 
 
 def get_config():

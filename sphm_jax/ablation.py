@@ -23,10 +23,9 @@ import numpy as np
 import scipy.stats
 import tqdm
 from absl import app, flags
-from ml_collections import config_flags
 
-from configs import ablation as rows
-from sphm_jax import evaluate, geometry, input_pipeline, plots, protocols, train
+from sphm_jax import config_files, evaluate, geometry, input_pipeline, plots, protocols, train
+from sphm_jax.configs import ablation as rows
 
 PAPER_WFLW = {"baseline": 4.20, "hm": 3.90, "hm_no_lsa": 4.00, "siamese": 3.72}
 LABELS = {
@@ -265,6 +264,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "One sub-directory per row and seed goes here.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per row.")
     flags.DEFINE_list("rows", list(LABELS), "Rows of Table 2 to report.")
-    config_flags.DEFINE_config_file("config", None, "Base configuration.", lock_config=False)
+    config_files.DEFINE_config_file("config", None, "Base configuration.", lock_config=False)
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

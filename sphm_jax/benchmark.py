@@ -26,9 +26,8 @@ import numpy as np
 from absl import app, flags
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-from ml_collections import config_flags
 
-from sphm_jax import heatmaps, train, xla_cpu
+from sphm_jax import config_files, heatmaps, train, xla_cpu
 
 WHAT = ("train", "eval", "decode", "input")  # "all"; "loop" (minutes: whole epochs) on request
 # Dense peak TFLOP/s per device: (device kind substring, bfloat16, float32 as the matmul units run it).
@@ -46,7 +45,7 @@ PEAK_TFLOPS = (
 )
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
+config_files.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
 flags.DEFINE_enum(
     "what", "all", WHAT + ("loop", "all", "sweep"), "What to time (sweep: only --sweep)."
 )

@@ -6,12 +6,12 @@ every config overrides; the sizes must fit the FAN and the device count.
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import ml_collections
 
 from sphm_jax import heatmaps
+from sphm_jax.configs import default
 
 QUANTIZE = (None, "round", "floor")
 NME_NORMS = ("inter_ocular", "box", "diagonal")
@@ -172,8 +172,8 @@ def validate(config, num_devices: int, reference=None) -> None:
 
     reference: the config whose fields and types are allowed (default: configs/default.py's).
     """
-    if reference is None:  # configs/ sits beside the package in the repository, not inside it
-        reference = importlib.import_module("configs.default").get_config()
+    if reference is None:
+        reference = default.get_config()
     problems = type_problems(config, reference)
     if not problems:  # value checks assume the types are right
         problems = value_problems(config, num_devices)

@@ -8,9 +8,8 @@ itself; elsewhere pass --coordinator_address, --num_processes, --process_id.
 import jax
 import tensorflow as tf
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from sphm_jax import config_validation, preemption, train
+from sphm_jax import config_files, config_validation, preemption, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and eval results.")
@@ -18,7 +17,7 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for mu
 flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-host run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (auto-detected on TPU).")
-config_flags.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
+config_files.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -29,10 +29,10 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
 
 
-from configs import tiny
+from sphm_jax import checkpoints, train
+from sphm_jax.configs import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from sphm_jax import checkpoints, train
 
 
 def tiny_config(data_dir=None, **overrides):

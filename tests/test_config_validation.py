@@ -9,13 +9,14 @@ import sys
 import ml_collections
 import pytest
 
-from configs import ablation, default, tiny
 from sphm_jax import config_validation, train
+from sphm_jax.configs import ablation, default, tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(
     os.path.splitext(os.path.basename(p))[0]
     for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+    if not os.path.basename(p).startswith("_")
 )
 
 
@@ -23,7 +24,7 @@ def all_configs():
     """Every config file of configs/, and every ablation row over every dataset config."""
     for name in CONFIG_FILES:
         if name != "ablation":
-            yield name, importlib.import_module(f"configs.{name}").get_config()
+            yield name, importlib.import_module(f"sphm_jax.configs.{name}").get_config()
     for row in ablation.ROWS:
         for name in CONFIG_FILES:
             if name != "ablation":
