@@ -77,13 +77,18 @@ def test_sigterm_while_the_dataset_builds_exits_and_leaves_no_half_dataset(tmp_p
     assert not (tmp_path / "work" / "checkpoints").exists()
 
 
-def test_sigterm_while_compiling_exits_without_waiting_for_the_compiler(data_dir, tmp_path):
-    args = [
+def main_job_on_tiny_faces(data_dir, workdir):
+    """The main job's command with the tiny split of its dataset (its crops are made in 1 s)."""
+    return [
         *MAIN_JOB,
         "--config.dataset=synthetic_faces/tiny",
         f"--config.data_dir={data_dir}",
-        f"--workdir={tmp_path}",
+        f"--workdir={workdir}",
     ]
+
+
+def test_sigterm_while_compiling_exits_without_waiting_for_the_compiler(data_dir, tmp_path):
+    args = main_job_on_tiny_faces(data_dir, tmp_path)
     status, seconds, err = sigterm_when(args, r"process 0 of 1", 1.0)
     assert status == preemption.EXIT_STATUS, err[-3000:]
     assert seconds < GRACE_S, err[-3000:]
@@ -96,12 +101,7 @@ def test_sigterm_mid_training_at_the_main_jobs_sizes_saves_the_next_step_and_exi
     data_dir, tmp_path
 ):
     # Logged every 100 steps: the loop must not queue steps ahead of the device meanwhile.
-    args = [
-        *MAIN_JOB,
-        "--config.dataset=synthetic_faces/tiny",
-        f"--config.data_dir={data_dir}",
-        f"--workdir={tmp_path}",
-    ]
+    args = main_job_on_tiny_faces(data_dir, tmp_path)
     status, seconds, err = sigterm_when(args, r"training from step 0 to 1200", 3.0)
     assert status == preemption.EXIT_STATUS, err[-3000:]
     assert seconds < GRACE_S, err[-3000:]

@@ -178,36 +178,6 @@ def assert_same_run(resumed, uninterrupted):
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
-@pytest.mark.xdist_group("uninterrupted")  # one worker builds the reference run for both
-def test_sigterm_checkpoints_exits_cleanly_and_the_rerun_ends_bit_for_bit(
-    data_dir, uninterrupted, tmp_path
-):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    proc = subprocess.Popen(
-        [sys.executable, *cli_args(data_dir, tmp_path)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    metrics_file = tmp_path / "metrics.jsonl"
-    deadline = time.time() + 240
-    while not (metrics_file.exists() and metrics_file.read_text()) and time.time() < deadline:
-        time.sleep(0.02)  # preempted once training has started
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=240)
-    assert proc.returncode == preemption.EXIT_STATUS, err[-3000:]
-    stopped = checkpoints.latest_step(tmp_path / "checkpoints")
-    assert 1 <= stopped < RELIABILITY_OVERRIDES["num_train_steps"], err[-3000:]
-    assert f"stopped at step {stopped}" in err
-    assert not (tmp_path / "eval_results.json").exists()
-    rerun = run_python(cli_args(data_dir, tmp_path), {})
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"resumed from step {stopped}" in rerun.stderr
-    assert_same_run(tmp_path, uninterrupted)
-
-
 # Runs main, SIGKILLed inside orbax while it writes the second checkpoint (step 8): after the
 # train_state item is finalised, before the variables item and the step folder are.
 KILLED_IN_SAVE = """
