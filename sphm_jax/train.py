@@ -14,7 +14,6 @@ import functools
 import importlib
 import importlib.util
 import json
-import os
 import time
 from typing import Any
 
@@ -42,6 +41,7 @@ from sphm_jax import (
     layouts,
     metrics,
     preemption,
+    storage,
 )
 from sphm_jax import siamese as siamese_lib
 from sphm_jax.models import FAN
@@ -496,21 +496,20 @@ class Reporter:
     def __init__(self, workdir: str, total_steps: int, batch_size: int):
         self.active = jax.process_index() == 0
         self.total, self.batch_size = total_steps, batch_size
-        self.jsonl = os.path.join(workdir, "metrics.jsonl")
+        self.jsonl = storage.path(workdir) / "metrics.jsonl"
         self.writer = tf.summary.create_file_writer(workdir) if self.active else None
         self.last = (None, None)
 
     def forget_after(self, step: int) -> None:
         """Drops metrics.jsonl lines of steps after `step`, those a resumed run will log again."""
-        if not (self.active and tf.io.gfile.exists(self.jsonl)):
+        if not (self.active and self.jsonl.exists()):
             return
-        with tf.io.gfile.GFile(self.jsonl) as f:
-            lines = f.read().splitlines(keepends=True)
+        lines = self.jsonl.read_text().splitlines(keepends=True)
         kept = [ln for ln in lines if _logged_step(ln) is not None and _logged_step(ln) <= step]
         if len(kept) != len(lines):
-            with tf.io.gfile.GFile(self.jsonl + ".tmp", "w") as f:
-                f.write("".join(kept))
-            tf.io.gfile.rename(self.jsonl + ".tmp", self.jsonl, overwrite=True)  # kill-safe
+            tmp = self.jsonl.with_name(self.jsonl.name + ".tmp")
+            tmp.write_text("".join(kept))
+            tmp.replace(self.jsonl)  # kill-safe
             logging.info(
                 "metrics.jsonl: dropped %d line(s) after step %d", len(lines) - len(kept), step
             )
@@ -518,7 +517,7 @@ class Reporter:
     def scalars(self, step: int, values: dict) -> None:
         if not self.active:
             return
-        with open(self.jsonl, "a") as f:
+        with self.jsonl.open("a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         with self.writer.as_default(step=step):
             for k, v in values.items():
@@ -561,10 +560,9 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, preempted) -> dict:
-    tf.io.gfile.makedirs(workdir)
+    storage.path(workdir).mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:  # predict and evaluate read the crop and decoder settings here
-        with tf.io.gfile.GFile(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        (storage.path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
     builder = load_builder(config.dataset, config)
     eval_builder = load_builder(config.eval_dataset, config) if config.eval_dataset else builder
     num_landmarks = builder.info.features["landmarks"].shape[0]
@@ -585,7 +583,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, preempte
     )
     state = init(jax.random.key(config.seed))
 
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt_dir = storage.path(workdir) / "checkpoints"
     start = checkpoints.latest_step(ckpt_dir) or 0
     if start:
         checkpoints.check_model_config(ckpt_dir, model.config())
@@ -642,10 +640,9 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, preempte
         }
         reporter.scalars(step, {f"eval/{s}/nme": r["nme"] for s, r in results.items()})
         if jax.process_index() == 0:
-            with tf.io.gfile.GFile(os.path.join(workdir, "eval_results.json"), "w") as f:
-                json.dump(
-                    {"step": step, "dataset": config.dataset, "results": results}, f, indent=2
-                )
+            (storage.path(workdir) / "eval_results.json").write_text(
+                json.dumps({"step": step, "dataset": config.dataset, "results": results}, indent=2)
+            )
         logging.info("eval at step %d: %s", step, json.dumps(results))
 
     reporter.progress(start, float("nan"))
