@@ -325,9 +325,7 @@ def jax_loop(config, steps: int) -> dict:
     import tempfile  # pylint: disable=g-import-not-at-top
 
     builder = train.load_builder(config.dataset, config)
-    per_epoch = train.input_pipeline.steps_per_epoch(
-        builder, config.train_split, config.batch_size
-    )
+    per_epoch = train.input_pipeline.steps_per_epoch(builder, config.train_split, config.batch_size)
     steps = steps or 2 * per_epoch + 10
     config = config.copy_and_resolve_references()
     with config.unlocked():

@@ -6,12 +6,11 @@ training runs, "train_state" (the step and the optimiser state). Every orbax
 call of the project lives here, so an orbax API change touches one file.
 """
 
-import os
-
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from sphm_jax import storage
 from sphm_jax.models import FAN
 from sphm_jax.models import abstract_variables
 from sphm_jax.models.hourglass import ARCH_FIELDS
@@ -26,7 +25,7 @@ def _manager(directory, create=False, max_to_keep=None):
         create=create, max_to_keep=max_to_keep, enable_async_checkpointing=False
     )  # Writes are done when save returns.
     return ocp.CheckpointManager(
-        os.path.abspath(os.fspath(directory)),
+        storage.path(directory),
         options=options,
         item_names=(VARIABLES, MODEL_CONFIG, TRAIN_STATE),
     )
@@ -77,7 +76,7 @@ def nonfinite_leaves(tree) -> list[str]:
 
 def latest_step(directory):
     """The newest saved step in `directory`, or None if there is none."""
-    if not os.path.isdir(directory):
+    if not storage.path(directory).is_dir():
         return None
     with _manager(directory) as manager:
         return manager.latest_step()
@@ -85,7 +84,7 @@ def latest_step(directory):
 
 def _restore(directory, step, **items):
     """Restores the named items of `step` (default: latest), with clear errors."""
-    if not os.path.isdir(directory):
+    if not storage.path(directory).is_dir():
         raise FileNotFoundError(f"{directory}: no such checkpoint directory")
     with _manager(directory) as manager:
         steps = list(manager.all_steps())

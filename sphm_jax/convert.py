@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from sphm_jax import checkpoints
+from sphm_jax import checkpoints, storage
 from sphm_jax.models import FAN
 from sphm_jax.models import abstract_variables
 
@@ -352,7 +352,7 @@ def main(argv=None):
         if args.output:
             model, variables = fan_from_torch(args.torch)
             checkpoints.save(args.output, 0, variables, model.config())
-            print(f"wrote FAN({model.config()}) to {os.path.abspath(args.output)}")
+            print(f"wrote FAN({model.config()}) to {storage.path(args.output)}")
         if args.compare:
             if args.images:
                 images, what = load_images(args.images, args.size), "images"

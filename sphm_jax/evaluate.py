@@ -18,7 +18,6 @@ import dataclasses
 import functools
 import heapq
 import json
-import os
 import sys
 
 import jax
@@ -31,7 +30,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sphm_jax import geometry, heatmaps, inference, input_pipeline, layouts
-from sphm_jax import plots, protocols, train
+from sphm_jax import plots, protocols, storage, train
 from sphm_jax.predict import WORKDIR_SETTINGS, InputError, load_checkpoint
 
 
@@ -48,7 +47,7 @@ def load(path: str, label: str | None, overrides: dict) -> Model:
     model, variables, settings = load_checkpoint(path, **overrides)
     settings = {"image_size": 256, "crop_scale": input_pipeline.DEFAULT_CROP_SCALE, **settings}
     settings.pop("decoder", None)  # the decoders come from --decoders
-    return Model(label or os.path.basename(os.path.normpath(path)), model, variables, settings)
+    return Model(label or storage.path(path).name, model, variables, settings)
 
 
 class Extremes:
@@ -280,10 +279,10 @@ def main(argv=None) -> int:
             raise InputError(
                 f"{args.dataset} has no split {missing}; it has {sorted(builder.info.splits)}"
             )
+        out = storage.path(args.output_dir) if args.output_dir else None
     except (InputError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = epath.Path(args.output_dir) if args.output_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results = {m.label: {d: {} for d in args.decoders} for m in models}

@@ -7,6 +7,7 @@ images costs no figure per image.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
-from sphm_jax import metrics
+from sphm_jax import metrics, storage
 
 PRED_COLOUR, GT_COLOUR = (255, 60, 60), (60, 220, 60)
 
@@ -35,12 +36,16 @@ def draw_landmarks(image, boxes, points, gt=None) -> np.ndarray:
 
 
 def save_png(image, path) -> None:
-    Image.fromarray(np.asarray(image, np.uint8)).save(str(path), format="PNG")
+    png = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(png, format="PNG")
+    storage.path(path).write_bytes(png.getvalue())
 
 
 def _save(figure: Figure, path) -> None:
     FigureCanvasAgg(figure)
-    figure.savefig(str(path), dpi=100, bbox_inches="tight")
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100, bbox_inches="tight")
+    storage.path(path).write_bytes(png.getvalue())
 
 
 def ced_figure(curves: Mapping[str, np.ndarray], threshold: float, path, title: str = "") -> None:

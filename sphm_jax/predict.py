@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -40,7 +41,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sphm_jax import checkpoints, heatmaps, image_io, inference, input_pipeline, landmark_io
-from sphm_jax import layouts, plots, train
+from sphm_jax import layouts, plots, storage, train
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 BOX_FIELDS = ("x_min", "y_min", "x_max", "y_max")
@@ -218,10 +219,10 @@ def load_checkpoint(path, step=None, **overrides) -> tuple[Any, Any, dict]:
     settings: the workdir's config.json (WORKDIR_SETTINGS), then the overrides that are not
     None; its dtype is used to build the model and not returned.
     """
-    directory, settings = _workdir_settings(epath.Path(path))
+    directory, settings = _workdir_settings(storage.path(path))
     settings.update({k: v for k, v in overrides.items() if v is not None})
     dtype = jnp.dtype(settings.pop("dtype", "float32"))
-    model, variables = checkpoints.load_model(str(directory), step, dtype=dtype)
+    model, variables = checkpoints.load_model(directory, step, dtype=dtype)
     return model, variables, settings
 
 
@@ -390,10 +391,13 @@ class Records:
 
     def __init__(self, path: str | None, num_landmarks: int):
         self.path, self.k = path, num_landmarks
-        self.kind = "jsonl" if path is None else os.path.splitext(path)[1].lower().lstrip(".")
+        self.kind = "jsonl" if path is None else storage.path(path).suffix.lower().lstrip(".")
         if self.kind not in ("json", "jsonl", "csv"):
             raise InputError(f"--output {path}: write .json, .jsonl or .csv")
-        self.file = sys.stdout if path is None else open(path, "w", newline="")
+        self.opened = contextlib.ExitStack()  # a remote file is a context manager only
+        self.file = (
+            sys.stdout if path is None else self.opened.enter_context(storage.path(path).open("w"))
+        )
         self.count = 0
         if self.kind == "json":
             self.file.write("[\n")
@@ -419,8 +423,7 @@ class Records:
     def close(self) -> None:
         if self.kind == "json":
             self.file.write("\n]\n")
-        if self.file is not sys.stdout:
-            self.file.close()
+        self.opened.close()
 
 
 def face_record(img: ImageFile, face, box, points=None, scores=None, error=None) -> dict:
@@ -514,7 +517,7 @@ def main(argv=None) -> int:
     def draw(pending):
         if args.overlays and pending:
             img = pending[0][0]
-            out = epath.Path(args.overlays) / (os.path.splitext(img.name)[0] + ".png")
+            out = storage.path(args.overlays) / (os.path.splitext(img.name)[0] + ".png")
             out.parent.mkdir(parents=True, exist_ok=True)
             boxes = np.stack([p[1] for p in pending])
             points = np.stack([p[2] for p in pending])

@@ -14,7 +14,6 @@ import functools
 import importlib
 import importlib.util
 import json
-import os
 import time
 from typing import Any
 
@@ -42,6 +41,7 @@ from sphm_jax import (
     layouts,
     metrics,
     preemption,
+    storage,
 )
 from sphm_jax import siamese as siamese_lib
 from sphm_jax.models import FAN
@@ -351,7 +351,7 @@ def _gather_strings(values, width: int = 64) -> list[str]:
 
 def summarize(nmes: np.ndarray, auc_threshold: float, failure_threshold: float) -> dict:
     return {
-        "num_examples": int(len(nmes)),
+        "num_examples": len(nmes),
         "nme": float(np.mean(nmes)) if len(nmes) else float("nan"),
         f"auc@{auc_threshold:g}": float(metrics.auc(nmes, auc_threshold)),
         f"failure_rate@{failure_threshold:g}": float(metrics.failure_rate(nmes, failure_threshold)),
@@ -483,11 +483,11 @@ def _logged_step(line: str) -> int | None:
         return None
 
 
-def _drop_events_after(path: str, step: int) -> None:
-    """Rewrites a TensorBoard event file without its events of steps after `step`."""
+def _drop_events_after(path, step: int) -> None:
+    """Rewrites a TensorBoard event file (an epath.Path) without its events after `step`."""
     records, kept = 0, []
     try:
-        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
             records += 1
             if tf.compat.v1.Event.FromString(record).step <= step:
                 kept.append(record)
@@ -496,11 +496,11 @@ def _drop_events_after(path: str, step: int) -> None:
     if len(kept) == records:
         return
     # No "tfevents" in the temporary name: TensorBoard would read a leftover one.
-    temporary = os.path.join(os.path.dirname(path), ".rewriting-events")
-    with tf.io.TFRecordWriter(temporary) as writer:
+    temporary = path.with_name(".rewriting-events")
+    with tf.io.TFRecordWriter(str(temporary)) as writer:
         for record in kept:
             writer.write(record)
-    tf.io.gfile.rename(temporary, path, overwrite=True)  # kill-safe
+    temporary.replace(path)  # kill-safe
     logging.info("%s: dropped %d event(s) after step %d", path, records - len(kept), step)
 
 
@@ -530,8 +530,8 @@ class Reporter:
     def __init__(self, workdir: str, total_steps: int, batch_size: int):
         self.active = jax.process_index() == 0
         self.total, self.batch_size = total_steps, batch_size
-        self.workdir = workdir
-        self.jsonl = os.path.join(workdir, "metrics.jsonl")
+        self.workdir = storage.path(workdir)
+        self.jsonl = self.workdir / "metrics.jsonl"
         self.writer = tf.summary.create_file_writer(workdir) if self.active else None
         self.last = (None, None)
 
@@ -540,17 +540,16 @@ class Reporter:
         a run resumed from `step` logs them again."""
         if not self.active:
             return
-        for events in tf.io.gfile.glob(os.path.join(self.workdir, "events.out.tfevents.*")):
+        for events in self.workdir.glob("events.out.tfevents.*"):
             _drop_events_after(events, step)
-        if not tf.io.gfile.exists(self.jsonl):
+        if not self.jsonl.exists():
             return
-        with tf.io.gfile.GFile(self.jsonl) as f:
-            lines = f.read().splitlines(keepends=True)
+        lines = self.jsonl.read_text().splitlines(keepends=True)
         kept = [ln for ln in lines if _logged_step(ln) is not None and _logged_step(ln) <= step]
         if len(kept) != len(lines):
-            with tf.io.gfile.GFile(self.jsonl + ".tmp", "w") as f:
-                f.write("".join(kept))
-            tf.io.gfile.rename(self.jsonl + ".tmp", self.jsonl, overwrite=True)  # kill-safe
+            tmp = self.jsonl.with_name(self.jsonl.name + ".tmp")
+            tmp.write_text("".join(kept))
+            tmp.replace(self.jsonl)  # kill-safe
             logging.info(
                 "metrics.jsonl: dropped %d line(s) after step %d", len(lines) - len(kept), step
             )
@@ -558,7 +557,7 @@ class Reporter:
     def scalars(self, step: int, values: dict) -> None:
         if not self.active:
             return
-        with open(self.jsonl, "a") as f:
+        with self.jsonl.open("a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         with self.writer.as_default(step=step):
             for k, v in values.items():
@@ -602,10 +601,9 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) -> dict:
-    tf.io.gfile.makedirs(workdir)
+    storage.path(workdir).mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:  # predict and evaluate read the crop and decoder settings here
-        with tf.io.gfile.GFile(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        (storage.path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
     builder = load_builder(config.dataset, config)
     eval_builder = load_builder(config.eval_dataset, config) if config.eval_dataset else builder
     num_landmarks = builder.info.features["landmarks"].shape[0]
@@ -626,7 +624,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) ->
     )
     state = init(jax.random.key(config.seed))
 
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt_dir = storage.path(workdir) / "checkpoints"
     start = checkpoints.latest_step(ckpt_dir) or 0
     if start:
         checkpoints.check_model_config(ckpt_dir, model.config())
@@ -685,10 +683,9 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) ->
         }
         reporter.scalars(step, {f"eval/{s}/nme": r["nme"] for s, r in results.items()})
         if jax.process_index() == 0:
-            with tf.io.gfile.GFile(os.path.join(workdir, "eval_results.json"), "w") as f:
-                json.dump(
-                    {"step": step, "dataset": config.dataset, "results": results}, f, indent=2
-                )
+            (storage.path(workdir) / "eval_results.json").write_text(
+                json.dumps({"step": step, "dataset": config.dataset, "results": results}, indent=2)
+            )
         logging.info("eval at step %d: %s", step, json.dumps(results))
 
     reporter.progress(start, float("nan"))
