@@ -606,6 +606,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) ->
         (storage.path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
     builder = load_builder(config.dataset, config)
     eval_builder = load_builder(config.eval_dataset, config) if config.eval_dataset else builder
+    stop.check(preemption.BEFORE_TRAINING)
     num_landmarks = builder.info.features["landmarks"].shape[0]
     if eval_builder.info.features["landmarks"].shape[0] != num_landmarks:
         raise ValueError(
@@ -664,7 +665,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) ->
     )
 
     def eval_fn(*args):
-        stop.check("evaluation")  # evaluations can be long: a SIGTERM need not wait for the end
+        stop.check("during evaluation")  # evaluations can be long: a SIGTERM need not wait for the end
         return eval_jit(*args)
 
     if start < total:  # a run stopped in its final evaluation only evaluates
@@ -689,6 +690,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) ->
         logging.info("eval at step %d: %s", step, json.dumps(results))
 
     reporter.progress(start, float("nan"))
+    stop.check(preemption.BEFORE_TRAINING)
     stop.training = True  # from here a SIGTERM waits for the step and its checkpoint
     logging.info("training from step %d to %d", start, total)
     previous = None

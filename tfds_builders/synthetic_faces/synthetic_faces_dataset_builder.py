@@ -97,7 +97,8 @@ def rendered_examples(seed: int, split: str, count: int, image_size: int, worker
     context = multiprocessing.get_context("spawn")
     pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
     try:
-        yield from pool.map(render, range(count), chunksize=64)
+        # Small chunks: a stopped build waits for the chunks already queued, no longer.
+        yield from pool.map(render, range(count), chunksize=16)
     finally:
         pool.shutdown(cancel_futures=True)  # stopped early (a SIGTERM): drop the queued renders
 
