@@ -47,6 +47,7 @@ class Stop:
         self.done = threading.Event()  # the context has ended: the watchdog stands down
         self.training = False  # set when the loop starts; before, a SIGTERM stops at once
         self.raised = False
+        self.lock = threading.Lock()  # the watcher's interrupt against the handler's removal
 
     def __call__(self, step: int) -> bool:
         if jax.process_count() > 1:
@@ -74,10 +75,11 @@ class Stop:
                 if not read:
                     return  # the context ended: no SIGTERM came
             self.received.set()
-            if not self.training:
-                # The kernel may have handed the signal to another thread, leaving the main
-                # one asleep in a wait (a worker pool's results): this one interrupts it.
-                signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+            with self.lock:  # while the handler is still ours: else SIGTERM's default kills
+                if not (self.training or self.raised or self.done.is_set()):
+                    # The kernel may have handed the signal to another thread, leaving the main
+                    # one asleep in a wait (a worker pool's results): this one interrupts it.
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
             # Before training the main thread has nothing to save: it need only reach Python.
             grace = GRACE_S if self.training else SETUP_GRACE_S
             if not self.done.wait(grace):
@@ -102,9 +104,10 @@ def sigterm_stops_training() -> Iterator[Stop]:
     try:
         yield stop
     finally:
-        signal.set_wakeup_fd(previous_fd)
-        signal.signal(signal.SIGTERM, previous)
-        stop.done.set()
+        with stop.lock:
+            stop.done.set()
+            signal.set_wakeup_fd(previous_fd)
+            signal.signal(signal.SIGTERM, previous)
         os.close(write_fd)  # the watcher reads an end of file (or sees done) and returns
 
 
