@@ -532,7 +532,7 @@ class Reporter:
         self.total, self.batch_size = total_steps, batch_size
         self.workdir = storage.path(workdir)
         self.jsonl = self.workdir / "metrics.jsonl"
-        self.writer = tf.summary.create_file_writer(workdir) if self.active else None
+        self.writer = tf.summary.create_file_writer(str(self.workdir)) if self.active else None
         self.last = (None, None)
 
     def forget_after(self, step: int) -> None:
@@ -601,9 +601,10 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) -> dict:
-    storage.path(workdir).mkdir(parents=True, exist_ok=True)
+    workdir = storage.path(workdir)  # checked once: local made absolute, remote clients present
+    workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:  # predict and evaluate read the crop and decoder settings here
-        (storage.path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     builder = load_builder(config.dataset, config)
     eval_builder = load_builder(config.eval_dataset, config) if config.eval_dataset else builder
     stop.check(preemption.BEFORE_TRAINING)
@@ -625,7 +626,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) ->
     )
     state = init(jax.random.key(config.seed))
 
-    ckpt_dir = storage.path(workdir) / "checkpoints"
+    ckpt_dir = workdir / "checkpoints"
     start = checkpoints.latest_step(ckpt_dir) or 0
     if start:
         checkpoints.check_model_config(ckpt_dir, model.config())
@@ -665,7 +666,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) ->
     )
 
     def eval_fn(*args):
-        stop.check("during evaluation")  # evaluations can be long: a SIGTERM need not wait for the end
+        stop.check("during evaluation")  # long evaluations: a SIGTERM need not wait for the end
         return eval_jit(*args)
 
     if start < total:  # a run stopped in its final evaluation only evaluates
@@ -684,7 +685,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) ->
         }
         reporter.scalars(step, {f"eval/{s}/nme": r["nme"] for s, r in results.items()})
         if jax.process_index() == 0:
-            (storage.path(workdir) / "eval_results.json").write_text(
+            (workdir / "eval_results.json").write_text(
                 json.dumps({"step": step, "dataset": config.dataset, "results": results}, indent=2)
             )
         logging.info("eval at step %d: %s", step, json.dumps(results))
