@@ -6,18 +6,21 @@ training runs, "train_state" (the step and the optimiser state). Every orbax
 call of the project lives here, so an orbax API change touches one file.
 """
 
+import json
+
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from sphm_jax import storage
-from sphm_jax.models import FAN
-from sphm_jax.models import abstract_variables
+from sphm_jax.models import FAN, abstract_variables
 from sphm_jax.models.hourglass import ARCH_FIELDS
 
 VARIABLES = "variables"
 MODEL_CONFIG = "model_config"
 TRAIN_STATE = "train_state"
+# Settings a training workdir's config.json supplies to predict/evaluate; the rest keep defaults.
+WORKDIR_SETTINGS = ("image_size", "crop_scale", "decoder", "window", "temperature", "dtype")
 
 
 def _manager(directory, create=False, max_to_keep=None):
@@ -189,3 +192,27 @@ def load_model(directory, step=None, **module_kwargs):
     model = FAN(**restore_config(directory, step), **module_kwargs)
     _, variables = restore(directory, step, target=abstract_variables(model))
     return model, variables
+
+
+def _workdir_settings(path):
+    """(checkpoint directory, settings) of a training workdir or of a checkpoint directory."""
+    if (path / "checkpoints").is_dir():
+        settings = {}
+        if (path / "config.json").exists():
+            config = json.loads((path / "config.json").read_text())
+            settings = {k: config[k] for k in WORKDIR_SETTINGS if k in config}
+        return path / "checkpoints", settings
+    return path, {}
+
+
+def load_checkpoint(path, step=None, **overrides) -> tuple:
+    """(model, variables, settings) of a workdir or checkpoint directory.
+
+    settings: the workdir's config.json (WORKDIR_SETTINGS), then the overrides that are not
+    None; its dtype is used to build the model and not returned.
+    """
+    directory, settings = _workdir_settings(storage.path(path))
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    dtype = jnp.dtype(settings.pop("dtype", "float32"))
+    model, variables = load_model(directory, step, dtype=dtype)
+    return model, variables, settings

@@ -29,9 +29,19 @@ from etils import epath
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sphm_jax import geometry, heatmaps, inference, input_pipeline, layouts
-from sphm_jax import plots, protocols, storage, train
-from sphm_jax.predict import WORKDIR_SETTINGS, InputError, load_checkpoint
+from sphm_jax import (
+    geometry,
+    heatmaps,
+    inference,
+    input_pipeline,
+    layouts,
+    plots,
+    protocols,
+    storage,
+    train,
+)
+from sphm_jax.checkpoints import WORKDIR_SETTINGS, load_checkpoint
+from sphm_jax.predict import InputError
 
 
 @dataclasses.dataclass(frozen=True)

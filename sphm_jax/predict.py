@@ -40,14 +40,22 @@ from etils import epath
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sphm_jax import checkpoints, heatmaps, image_io, inference, input_pipeline, landmark_io
-from sphm_jax import layouts, plots, storage, train
+from sphm_jax import (
+    checkpoints,
+    heatmaps,
+    image_io,
+    inference,
+    input_pipeline,
+    landmark_io,
+    layouts,
+    plots,
+    storage,
+    train,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 BOX_FIELDS = ("x_min", "y_min", "x_max", "y_max")
-# Settings a training workdir's config.json supplies; anything else keeps the defaults.
 _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
-WORKDIR_SETTINGS = ("image_size", "crop_scale", "decoder", "window", "temperature", "dtype")
 
 
 class InputError(ValueError):
@@ -202,30 +210,6 @@ def raw_boxes(image: ImageFile, shape, source) -> list:
 # --- the predictor -----------------------------------------------------------------------------
 
 
-def _workdir_settings(path: epath.Path) -> tuple[epath.Path, dict]:
-    """(checkpoint directory, settings) of a training workdir or of a checkpoint directory."""
-    if (path / "checkpoints").is_dir():
-        settings = {}
-        if (path / "config.json").exists():
-            config = json.loads((path / "config.json").read_text())
-            settings = {k: config[k] for k in WORKDIR_SETTINGS if k in config}
-        return path / "checkpoints", settings
-    return path, {}
-
-
-def load_checkpoint(path, step=None, **overrides) -> tuple[Any, Any, dict]:
-    """(model, variables, settings) of a workdir or checkpoint directory.
-
-    settings: the workdir's config.json (WORKDIR_SETTINGS), then the overrides that are not
-    None; its dtype is used to build the model and not returned.
-    """
-    directory, settings = _workdir_settings(storage.path(path))
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    dtype = jnp.dtype(settings.pop("dtype", "float32"))
-    model, variables = checkpoints.load_model(directory, step, dtype=dtype)
-    return model, variables, settings
-
-
 @dataclasses.dataclass
 class Predictor:
     """Sub-pixel landmarks of faces in images; batched, jitted, spread over the local devices.
@@ -279,7 +263,7 @@ class Predictor:
     @classmethod
     def load(cls, path, step=None, **settings) -> "Predictor":
         """From a training workdir (its config.json's crop and decoder) or a checkpoint directory."""
-        model, variables, found = load_checkpoint(path, step, **settings)
+        model, variables, found = checkpoints.load_checkpoint(path, step, **settings)
         return cls(model, variables, **found)
 
     @property
