@@ -15,16 +15,17 @@ gives Table 1 (global against local soft-argmax). DIR/ablation.json holds
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
+import jax
 import numpy as np
 import scipy.stats
 import tqdm
 from absl import app, flags
 
-from sphm_jax import config_files, evaluate, geometry, input_pipeline, plots, protocols, train
+from sphm_jax import checkpoints, config_files, devices, geometry, heatmaps, inference
+from sphm_jax import input_pipeline, plots, scoring, train
 from sphm_jax.configs import ablation as rows
 
 PAPER_WFLW = {"baseline": 4.20, "hm": 3.90, "hm_no_lsa": 4.00, "siamese": 3.72}
@@ -57,24 +58,37 @@ def row_config(base, row: str, seed: int):
     return config
 
 
-def decode_all(config, workdirs: dict, window: int, output_dir: str) -> dict:
-    """sphm_jax.evaluate of every model with every decoder at one window: {row: {decoder: nme}}."""
-    split = config.eval_splits[0]
-    argv = [f"--dataset={config.eval_dataset or config.dataset}", f"--splits={split}"]
-    argv += ["--decoders=all", f"--window={window}", f"--output_dir={output_dir}", "--faces=0"]
-    argv += [f"--batch_size={config.batch_size}"]
-    if config.data_dir:
-        argv.append(f"--data_dir={config.data_dir}")
+def collect_points(workdir: str, base, decoders, window: int, dp) -> dict:
+    """scoring.collect of one model's points by each decoder on the config's eval split.
+
+    Crops and batches as the config (the rows share its image size and crop), window as given,
+    temperature the workdir's.
+    """
+    builder = input_pipeline.load_builder(base.eval_dataset or base.dataset, base)
+    model, variables, settings = checkpoints.load_checkpoint(workdir, window=window)
+    run = inference.landmark_fn(
+        model.apply,
+        variables,
+        dp,
+        decoders=tuple(decoders),
+        window=settings["window"],
+        temperature=settings.get("temperature", 10.0),
+    )
+    return scoring.collect(scoring.predict_split(run, builder, base.eval_splits[0], base, dp))
+
+
+def decode_all(config, workdirs: dict, window: int, dp) -> dict:
+    """Every model decoded with every decoder at one window: {row: {decoder: test NME}}."""
+    decoded = {}
     for row, workdir in workdirs.items():
-        argv += [f"--checkpoint={workdir}", f"--label={row}"]
-    if evaluate.main(argv) != 0:
-        raise RuntimeError(f"sphm_jax.evaluate {' '.join(argv)} failed")
-    with open(os.path.join(output_dir, "results.json")) as f:
-        results = json.load(f)["results"]
-    return {
-        row: {d: by_split[split][config.nme_norm]["nme"] for d, by_split in by_decoder.items()}
-        for row, by_decoder in results.items()
-    }
+        collected = collect_points(workdir, config, heatmaps.METHODS, window, dp)
+        decoded[row] = {
+            d: float(
+                np.mean(scoring.split_nmes(collected, collected["outputs"][d], config.nme_norm))
+            )
+            for d in heatmaps.METHODS
+        }
+    return decoded
 
 
 def row_nme(row: str, decoded: dict, base) -> float:
@@ -153,13 +167,14 @@ def run(base, workdir: str, seeds, table2_rows) -> dict:
     nmes = {row: [] for row in table2_rows}
     table1 = {r: {} for r in ("hm", "siamese") if r in trained}
     table3 = {r: {} for r in table1}
+    dp = devices.data_parallel(jax.devices())
     for seed in tqdm.tqdm(seeds, unit="seed", disable=None):
         workdirs = {}
         for row in trained:
             workdirs[row] = run_workdir(workdir, row, seed)
             train.train_and_evaluate(row_config(base, row, seed), workdirs[row])
         by_window = {
-            w: decode_all(base, workdirs, w, os.path.join(workdir, "decoded", f"seed{seed}_w{w}"))
+            w: decode_all(base, workdirs, w, dp)
             for w in sorted({*WINDOWS, base.window})  # Table 2 reads the config's own window
         }
         decoded = by_window[base.window]
@@ -178,23 +193,16 @@ def run(base, workdir: str, seeds, table2_rows) -> dict:
 
 def row_predictions(base, workdirs: dict, table2_rows) -> dict:
     """Per Table 2 row, its models' points and per-image NMEs on the eval split (one seed)."""
-    dataset, split = base.eval_dataset or base.dataset, base.eval_splits[0]
-    builder = train.load_builder(dataset, base)
-    protocol = protocols.get(dataset)
-    k = builder.info.features["landmarks"].shape[0]
-    args = argparse.Namespace(decoders=("local_softargmax", "argmax_quarter"), flip=False)
-    args.batch_size = base.batch_size
+    dp = devices.data_parallel(jax.devices())
     out = {}
     for row in trained_rows(table2_rows):
-        m = evaluate.load(workdirs[row], row, {"window": base.window})
-        collected, _ = evaluate.evaluate_model(
-            m, evaluate.make_runner(m, args, k), builder, split, args, protocol, 0
-        )
+        decoders = ("local_softargmax", "argmax_quarter")
+        collected = collect_points(workdirs[row], base, decoders, base.window, dp)
         for r in (r for r in table2_rows if model_row(r) == row):
             points = collected["outputs"][row_source(r, base)[1]]
             out[r] = {
                 "points": points,
-                "nmes": train.split_nmes(collected, points, base.nme_norm),
+                "nmes": scoring.split_nmes(collected, points, base.nme_norm),
                 "gt": collected["landmarks"],
             }
     return out
@@ -202,7 +210,7 @@ def row_predictions(base, workdirs: dict, table2_rows) -> dict:
 
 def eval_crops(base, indices) -> dict:
     """{index: (crop image, original -> crop matrix)} of the eval split's examples `indices`."""
-    builder = train.load_builder(base.eval_dataset or base.dataset, base)
+    builder = input_pipeline.load_builder(base.eval_dataset or base.dataset, base)
     wanted, found, seen = set(int(i) for i in indices), {}, 0
     for batch in input_pipeline.eval_batches(
         builder,

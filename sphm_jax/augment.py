@@ -7,6 +7,7 @@ step: the heavy per-pixel work stays on the accelerator.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,8 +60,18 @@ def permute_if(flipped, values, flip_permutation, axis):
     return jnp.where(flipped.reshape(shape), permuted, values)
 
 
-def random_views(key, images, landmarks, visible, cfg: AugmentConfig, flip_permutation):
-    """Random views of a batch: (images, landmarks, visible, matrices, flipped).
+class Views(NamedTuple):
+    """Random views T(X) of a batch, their points, and the T that made them."""
+
+    images: jax.Array  # float[B, S, S, C]
+    landmarks: jax.Array  # float[B, K, 2], view pixels, in the view's landmark order
+    visible: jax.Array  # float[B, K], same order
+    matrices: jax.Array  # float[B, 2, 3], crop -> view
+    flipped: jax.Array  # bool[B]
+
+
+def random_views(key, images, landmarks, visible, cfg: AugmentConfig, flip_permutation) -> Views:
+    """Random views of a batch (Views).
 
     images float[B, S, S, C] in [0, 1]; landmarks float[B, K, 2] in crop
     pixels. Flipped views carry their points and visibility in the layout's
@@ -77,4 +88,4 @@ def random_views(key, images, landmarks, visible, cfg: AugmentConfig, flip_permu
     points = geometry.transform_points(landmarks, matrices)
     points = permute_if(flipped, points, flip_permutation, axis=-2)
     visible = permute_if(flipped, visible, flip_permutation, axis=-1)
-    return views, points, visible, matrices, flipped
+    return Views(views, points, visible, matrices, flipped)

@@ -24,10 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from sphm_jax import config_files, heatmaps, train, xla_cpu
+from sphm_jax import config_files, devices, heatmaps, input_pipeline, scoring, train, xla_cpu
 
 WHAT = ("train", "eval", "decode", "input")  # "all"; "loop" (minutes: whole epochs) on request
 # Dense peak TFLOP/s per device: (device kind substring, bfloat16, float32 as the matmul units run it).
@@ -160,18 +158,14 @@ def _compile(fn, *args):
 
 
 def _step_inputs(config, num_landmarks: int, keys):
-    """(StepConfig, a replicated fresh state, one sharded synthetic batch, data and replicated
-    shardings): what train_and_evaluate hands its jitted steps."""
+    """(the jitted steps of train_and_evaluate, a fresh replicated state, one sharded batch)."""
     cfg = train.StepConfig.from_config(config, num_landmarks)
     model = train.create_model(config, num_landmarks)
-    mesh = train.make_mesh(jax.devices())
-    data, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-    init = jax.jit(
-        lambda rng: train.create_train_state(rng, config, model, 1000), out_shardings=replicated
-    )
-    state = init(jax.random.key(config.seed))
+    dp = devices.data_parallel(jax.devices())
+    fns = train.make_step_fns(config, model, cfg, dp, 1000)
+    state = fns.init(jax.random.key(config.seed))
     batch = synthetic_batch(config, num_landmarks, config.batch_size)
-    return cfg, state, train.to_global(batch, keys, data), data, replicated
+    return fns, state, devices.to_global(batch, keys, dp.data)
 
 
 def jax_train(config, num_landmarks: int):
@@ -179,14 +173,8 @@ def jax_train(config, num_landmarks: int):
 
     Returns (call, to_record): one blocking step, and seconds -> the JSON record.
     """
-    cfg, state, batch, data, replicated = _step_inputs(config, num_landmarks, train.TRAIN_KEYS)
-    step = jax.jit(
-        functools.partial(train.train_step, cfg=cfg),
-        in_shardings=(replicated, data),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
-    )
-    compiled, compile_s = _compile(step, state, batch)
+    fns, state, batch = _step_inputs(config, num_landmarks, train.TRAIN_KEYS)
+    compiled, compile_s = _compile(fns.train, state, batch)
     flops = _cost_flops(compiled)
     ynn = xla_cpu.ynn_fusion_kinds(compiled.as_text())
     holder = [state]
@@ -217,13 +205,8 @@ def jax_eval(config, num_landmarks: int):
 
     Returns (call, to_record) as jax_train does.
     """
-    cfg, state, batch, data, replicated = _step_inputs(config, num_landmarks, train.EVAL_KEYS)
-    step = jax.jit(
-        functools.partial(train.eval_step, cfg=cfg),
-        in_shardings=(replicated, data),
-        out_shardings=data,
-    )
-    compiled, compile_s = _compile(step, state, batch)
+    fns, state, batch = _step_inputs(config, num_landmarks, scoring.EVAL_KEYS)
+    compiled, compile_s = _compile(fns.eval, state, batch)
     flops = _cost_flops(compiled)
     to_record = functools.partial(
         _eval_record, config, compile_s, flops, xla_cpu.ynn_fusion_kinds(compiled.as_text())
@@ -292,7 +275,7 @@ def jax_decode(config, maps: np.ndarray) -> list:
 
 def jax_input(config, repeats: int, batches: int) -> dict:
     """Host pipeline of the config's dataset: batches of crops made once (startup: making them)."""
-    builder = train.load_builder(config.dataset, config)
+    builder = input_pipeline.load_builder(config.dataset, config)
     iterator = train.train_input(builder, config)
     start = time.perf_counter()
     next(iterator)  # reads, decodes, crops and resizes the whole split once
@@ -324,8 +307,8 @@ def jax_loop(config, steps: int) -> dict:
     """
     import tempfile  # pylint: disable=g-import-not-at-top
 
-    builder = train.load_builder(config.dataset, config)
-    per_epoch = train.input_pipeline.steps_per_epoch(builder, config.train_split, config.batch_size)
+    builder = input_pipeline.load_builder(config.dataset, config)
+    per_epoch = input_pipeline.steps_per_epoch(builder, config.train_split, config.batch_size)
     steps = steps or 2 * per_epoch + 10
     config = config.copy_and_resolve_references()
     with config.unlocked():

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import heapq
 import json
 import sys
@@ -26,10 +25,9 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 from etils import epath
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from sphm_jax import (
+    devices,
     geometry,
     heatmaps,
     inference,
@@ -37,8 +35,8 @@ from sphm_jax import (
     layouts,
     plots,
     protocols,
+    scoring,
     storage,
-    train,
 )
 from sphm_jax.checkpoints import WORKDIR_SETTINGS, load_checkpoint
 from sphm_jax.predict import InputError
@@ -83,47 +81,41 @@ class Extremes:
         return [(n, i) for n, _, i in worst], [(n, i) for n, _, i in best]
 
 
-def make_runner(m: Model, args, num_landmarks: int):
-    """(run(global batch) -> {decoder: points, "scores": ...}, data sharding, mesh), compiled once."""
-    mesh = train.make_mesh(jax.devices())
-    data, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+def make_runner(m: Model, args, num_landmarks: int, dp):
+    """run(global batch) -> {decoder: points, "scores": ...} of every --decoders, compiled once."""
     permutation = layouts.get_layout(num_landmarks).flip_permutation if args.flip else None
-    landmarks = functools.partial(
-        inference.landmarks,
+    return inference.landmark_fn(
         m.model.apply,
+        m.variables,
+        dp,
         decoders=args.decoders,
         window=m.settings.get("window", 5),
         temperature=m.settings.get("temperature", 10.0),
         flip_permutation=permutation,
     )
 
-    def run(variables, batch):
-        points, scores = landmarks(variables, batch["image"], batch["crop"])
-        return {**points, "scores": scores}
 
-    run = jax.jit(run, in_shardings=(replicated, data), out_shardings=data)
-    variables = jax.device_put(m.variables, replicated)
-    return functools.partial(run, variables), data, mesh
-
-
-def evaluate_model(m: Model, runner, builder, split: str, args, protocol, keep_k: int):
+def evaluate_model(m: Model, run, dp, builder, split: str, args, protocol, keep_k: int):
     """(collected predictions of every decoder, Extremes of the first decoder) on one split."""
-    run, data, mesh = runner
     config = ml_collections.ConfigDict(
         {
             "batch_size": args.batch_size,
             "image_size": m.settings["image_size"],
             "crop_scale": m.settings["crop_scale"],
-            "subset_features": protocol.subset_features,
         }
     )
     extremes = Extremes(keep_k)
     first = args.decoders[0]
 
-    def on_batch(batch, outputs, keep, gt):
-        truth = {"landmarks": gt, "visible": batch["visible"][keep], "bbox": batch["bbox"][keep]}
-        nmes = train.split_nmes(truth, outputs[first][keep], protocol.norms[0])
-        in_crop = geometry.transform_points(outputs[first][keep], batch["crop"][keep])
+    def note_extremes(p: scoring.Predicted):
+        batch, keep = p.batch, p.keep
+        truth = {
+            "landmarks": p.landmarks,
+            "visible": batch["visible"][keep],
+            "bbox": batch["bbox"][keep],
+        }
+        nmes = scoring.split_nmes(truth, p.outputs[first][keep], protocol.norms[0])
+        in_crop = geometry.transform_points(p.outputs[first][keep], batch["crop"][keep])
         for i, nme in enumerate(nmes):
             item = (batch["image"][keep][i], np.asarray(in_crop[i]), batch["landmarks"][keep][i])
             name = batch["image_id"][keep][i]
@@ -133,9 +125,15 @@ def evaluate_model(m: Model, runner, builder, split: str, args, protocol, keep_k
 
     total = builder.info.splits[split].num_examples
     with tqdm.tqdm(total=total, desc=f"{m.label} {split}", unit="face", disable=None) as bar:
-        collected = train.collect_predictions(
-            run, builder, split, config, data, mesh, on_batch=on_batch, progress=bar.update
-        )
+
+        def observed(predicted):
+            for p in predicted:
+                note_extremes(p)
+                bar.update(int(p.keep.sum()))
+                yield p
+
+        predicted = scoring.predict_split(run, builder, split, config, dp)
+        collected = scoring.collect(observed(predicted), protocol.subset_features)
     return collected, extremes
 
 
@@ -143,8 +141,8 @@ def score_all(collected, decoders, protocol) -> dict:
     """{decoder: {norm: score dict}} of one split."""
     return {
         d: {
-            norm: train.score(
-                train.split_nmes(collected, collected["outputs"][d], norm),
+            norm: scoring.score(
+                scoring.split_nmes(collected, collected["outputs"][d], norm),
                 collected["subsets"],
                 protocol.auc_threshold,
                 protocol.failure_threshold,
@@ -272,7 +270,7 @@ def main(argv=None) -> int:
             load(p, (args.label or [None] * len(args.checkpoint))[i], overrides)
             for i, p in enumerate(args.checkpoint)
         ]
-        builder = train.load_builder(
+        builder = input_pipeline.load_builder(
             args.dataset,
             ml_collections.ConfigDict({"data_dir": args.data_dir, "manual_dir": args.manual_dir}),
         )
@@ -296,17 +294,18 @@ def main(argv=None) -> int:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results = {m.label: {d: {} for d in args.decoders} for m in models}
-    runners = {m.label: make_runner(m, args, num_landmarks) for m in models}
+    dp = devices.data_parallel(jax.devices())
+    runners = {m.label: make_runner(m, args, num_landmarks, dp) for m in models}
     for label, split in protocol.splits:
         curves, first_extremes = {}, None
         for m in models:
             collected, extremes = evaluate_model(
-                m, runners[m.label], builder, split, args, protocol, args.faces
+                m, runners[m.label], dp, builder, split, args, protocol, args.faces
             )
             first_extremes = first_extremes or (extremes, m)
             for d, by_norm in score_all(collected, args.decoders, protocol).items():
                 results[m.label][d][label] = by_norm
-                curves[f"{m.label} {d}"] = train.split_nmes(
+                curves[f"{m.label} {d}"] = scoring.split_nmes(
                     collected, collected["outputs"][d], protocol.norms[0]
                 )
         if out and jax.process_index() == 0:

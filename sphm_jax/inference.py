@@ -6,6 +6,7 @@ and sphm_jax.evaluate, so a prediction and an evaluation of the same crop agree.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -55,3 +56,19 @@ def landmarks(
             geometry.heatmap_to_image(in_map, stride), to_original
         )
     return points, jnp.max(hm, axis=(1, 2))
+
+
+def landmark_fn(apply_fn: Callable, variables, dp, **decoding) -> Callable[[dict], dict]:
+    """batch {"image", "crop"} -> {decoder: points, "scores": peak scores}, jitted over `dp`.
+
+    The variables are replicated over the mesh once; batches are split along "data".
+    decoding: landmarks()'s keywords (decoders, window, temperature, flip_permutation).
+    """
+    points_of = functools.partial(landmarks, apply_fn, **decoding)
+
+    def run(variables, batch):
+        points, scores = points_of(variables, batch["image"], batch["crop"])
+        return {**points, "scores": scores}
+
+    run = jax.jit(run, in_shardings=(dp.replicated, dp.data), out_shardings=dp.data)
+    return functools.partial(run, jax.device_put(variables, dp.replicated))

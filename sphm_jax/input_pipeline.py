@@ -21,14 +21,32 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import importlib
+import importlib.util
 from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from jax.experimental import multihost_utils
 
 DEFAULT_CROP_SCALE = 256.0 / 220.0
+
+
+def load_builder(name: str, config):
+    """The TFDS builder `name` of tfds_builders/, prepared once (by process 0) and shared."""
+    module = f"tfds_builders.{name.split('/')[0]}"
+    if importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)  # registers the builder
+    builder = tfds.builder(name, data_dir=config.data_dir)
+    if jax.process_index() == 0:
+        download = tfds.download.DownloadConfig(manual_dir=config.manual_dir)
+        builder.download_and_prepare(download_config=download)
+    multihost_utils.sync_global_devices(f"prepared {name}")
+    if jax.process_index() != 0:
+        builder = tfds.builder(name, data_dir=config.data_dir)
+    return builder
 
 
 def crop_matrix(center, side, size):

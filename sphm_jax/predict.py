@@ -19,7 +19,6 @@ import concurrent.futures
 import contextlib
 import csv
 import dataclasses
-import functools
 import heapq
 import io
 import itertools
@@ -32,16 +31,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 import tqdm
 from etils import epath
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from sphm_jax import (
     checkpoints,
+    devices,
     heatmaps,
     image_io,
     inference,
@@ -50,7 +47,6 @@ from sphm_jax import (
     layouts,
     plots,
     storage,
-    train,
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -239,26 +235,18 @@ class Predictor:
         permutation = None
         if self.flip:
             permutation = layouts.get_layout(self.model.num_landmarks).flip_permutation
-        mesh = train.make_mesh(jax.local_devices())
-        self._data = NamedSharding(mesh, P("data"))
-        replicated = NamedSharding(mesh, P())
+        dp = devices.data_parallel(jax.local_devices())
         # Whole batches per device: the last, short batch is padded, so one compile serves all.
-        self._padded = math.ceil(self.batch_size / mesh.size) * mesh.size
-        self._variables = jax.device_put(self.variables, replicated)
-        landmarks = functools.partial(
-            inference.landmarks,
+        self._padded = math.ceil(self.batch_size / dp.mesh.size) * dp.mesh.size
+        self._fn = inference.landmark_fn(
             self.model.apply,
+            self.variables,
+            dp,
             decoders=(self.decoder,),
             window=self.window,
             temperature=self.temperature,
             flip_permutation=permutation,
         )
-
-        def run(variables, images, crops):
-            points, scores = landmarks(variables, images, crops)
-            return points[self.decoder], scores
-
-        self._fn = jax.jit(run, in_shardings=(replicated, self._data, self._data))
 
     @classmethod
     def load(cls, path, step=None, **settings) -> "Predictor":
@@ -278,11 +266,13 @@ class Predictor:
             chunk = slice(start, start + self._padded)
             n = len(images[chunk])
             fill = self._padded - n  # padding: black crops with identity matrices
-            p, s = self._fn(
-                self._variables,
-                np.pad(images[chunk], [(0, fill)] + [(0, 0)] * 3),
-                np.concatenate([crops[chunk], np.tile(_IDENTITY, (fill, 1, 1))]),
+            out = self._fn(
+                {
+                    "image": np.pad(images[chunk], [(0, fill)] + [(0, 0)] * 3),
+                    "crop": np.concatenate([crops[chunk], np.tile(_IDENTITY, (fill, 1, 1))]),
+                }
             )
+            p, s = out[self.decoder], out["scores"]
             points.append(np.asarray(p)[:n])
             scores.append(np.asarray(s)[:n])
         k = self.num_landmarks

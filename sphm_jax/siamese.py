@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from sphm_jax import augment, geometry
+from sphm_jax import augment, geometry, heatmaps
 
 
 def heatmap_matrix(matrix, stride: int):
@@ -41,3 +41,22 @@ def masked_l2(pred, target, visible):
     weight = visible[..., None, None, :]
     sq = jnp.square(pred - target) * weight
     return jnp.sum(sq) / jnp.maximum(jnp.sum(weight) * pred.shape[-3] * pred.shape[-2], 1.0)
+
+
+def target_heatmaps(points, stride: int, heatmap_size: int, sigma: float, quantize=None):
+    """Eq. 3 (or the quantized baselines): the targets of crop-pixel points."""
+    in_map = geometry.image_to_heatmap(points, stride)
+    return heatmaps.encode(in_map, (heatmap_size,) * 2, sigma, quantize)
+
+
+def siamese_loss(outputs, target, visible, matrices, flipped, stride: int, flip_permutation):
+    """Eq. 6 on every stack: the mean of the two warped-back views against X's targets.
+
+    outputs: per stack, the heatmaps of the views T0 X and T1 X concatenated on the batch.
+    """
+    loss = 0.0
+    for out in outputs:
+        view_0, view_1 = jnp.split(out, 2)
+        merged = siamese_heatmaps(view_0, view_1, matrices, flipped, stride, flip_permutation)
+        loss += masked_l2(0.5 * merged, target, visible)
+    return loss

@@ -11,43 +11,35 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
-import importlib
-import importlib.util
 import json
-import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tensorflow as tf
-import tensorflow_datasets as tfds
 from absl import logging
 from flax.training import train_state
-from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from sphm_jax import (
     augment,
     checkpoints,
     config_validation,
-    geometry,
-    heatmaps,
+    devices,
     inference,
     input_pipeline,
     layouts,
-    metrics,
     preemption,
+    reporting,
+    scoring,
+    siamese,
     storage,
 )
-from sphm_jax import siamese as siamese_lib
 from sphm_jax.models import FAN
 
 TRAIN_KEYS = ("image", "landmarks", "visible")
-EVAL_KEYS = ("image", "crop")
 
 
 class TrainState(train_state.TrainState):
@@ -149,25 +141,6 @@ def create_train_state(rng, config, model: FAN, steps_per_epoch: int) -> TrainSt
     )
 
 
-def target_heatmaps(points, cfg: StepConfig):
-    """Eq. 3 (or the quantized baselines): targets from crop-pixel points."""
-    in_map = geometry.image_to_heatmap(points, cfg.stride)
-    return heatmaps.encode(in_map, (cfg.heatmap_size,) * 2, cfg.sigma, cfg.quantize)
-
-
-def siamese_loss(outputs, batch, matrices, flipped, cfg: StepConfig):
-    """Eq. 6 on every stack: the mean of the two warped-back views against X's targets."""
-    target = target_heatmaps(batch["landmarks"], cfg)
-    loss = 0.0
-    for out in outputs:
-        view_0, view_1 = jnp.split(out, 2)
-        merged = siamese_lib.siamese_heatmaps(
-            view_0, view_1, matrices, flipped, cfg.stride, cfg.flip_permutation
-        )
-        loss += siamese_lib.masked_l2(0.5 * merged, target, batch["visible"])
-    return loss
-
-
 def train_step(state: TrainState, batch, cfg: StepConfig):
     """One optimiser step on a global batch; the augmentation's randomness is (seed, step)'s."""
     key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
@@ -179,7 +152,14 @@ def train_step(state: TrainState, batch, cfg: StepConfig):
         )
         for k in jax.random.split(key, num_views)
     ]
-    inputs = jnp.concatenate([v[0] for v in views])
+    inputs = jnp.concatenate([v.images for v in views])
+    targets = functools.partial(
+        siamese.target_heatmaps,
+        stride=cfg.stride,
+        heatmap_size=cfg.heatmap_size,
+        sigma=cfg.sigma,
+        quantize=cfg.quantize,
+    )
 
     def loss_fn(params):
         outputs, updates = state.apply_fn(
@@ -189,13 +169,18 @@ def train_step(state: TrainState, batch, cfg: StepConfig):
             mutable=["batch_stats"],
         )
         if cfg.siamese:
-            matrices = jnp.stack([v[3] for v in views])
-            flipped = jnp.stack([v[4] for v in views])
-            loss = siamese_loss(outputs, batch, matrices, flipped, cfg)
+            loss = siamese.siamese_loss(
+                outputs,
+                targets(batch["landmarks"]),
+                batch["visible"],
+                jnp.stack([v.matrices for v in views]),
+                jnp.stack([v.flipped for v in views]),
+                cfg.stride,
+                cfg.flip_permutation,
+            )
         else:
-            _, points, visible, _, _ = views[0]
-            target = target_heatmaps(points, cfg)
-            loss = sum(siamese_lib.masked_l2(out, target, visible) for out in outputs)
+            target = targets(views[0].landmarks)
+            loss = sum(siamese.masked_l2(out, target, views[0].visible) for out in outputs)
         return loss, updates["batch_stats"]
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -204,7 +189,7 @@ def train_step(state: TrainState, batch, cfg: StepConfig):
     finite = finite_checks(loss, grad_norm, new_state)
     # A non-finite step leaves the state as it was: nothing non-finite can be saved. One
     # conditional, not a select per leaf (hundreds of kernels to compile).
-    state = jax.lax.cond(all_finite(finite), lambda: new_state, lambda: state)
+    state = jax.lax.cond(reporting.all_finite(finite), lambda: new_state, lambda: state)
     return state, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
 
 
@@ -219,36 +204,6 @@ def finite_checks(loss, grad_norm, state: TrainState) -> dict:
         "grad_norm": jnp.isfinite(grad_norm),
         "variables": checkpoints.finite_per_leaf(variables_of(state)),
     }
-
-
-def all_finite(finite: dict) -> jax.Array:
-    return finite["loss"] & finite["grad_norm"] & jnp.all(finite["variables"])
-
-
-def note_first_nonfinite(record: dict, step_metrics: dict, step) -> dict:
-    """record (step 0 = none yet, loss, grad_norm, finite) keeps the first non-finite step's."""
-    first = (record["step"] == 0) & ~all_finite(step_metrics["finite"])
-    new = {"step": jnp.asarray(step, jnp.int32), **step_metrics}
-    return jax.tree_util.tree_map(functools.partial(jnp.where, first), new, record)
-
-
-def describe_nonfinite(record: dict, variable_names: list[str]) -> str | None:
-    """The error message for a host copy of a record, or None if every step was finite."""
-    if int(record["step"]) == 0:
-        return None
-    finite, quantities = record["finite"], []
-    if not finite["loss"]:
-        quantities.append(f"the loss is {float(record['loss'])}")
-    if not finite["grad_norm"]:
-        quantities.append(f"the gradient norm is {float(record['grad_norm'])}")
-    bad = [name for name, ok in zip(variable_names, finite["variables"]) if not ok]
-    if bad:
-        more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
-        quantities.append(f"the update made these variables non-finite: {', '.join(bad[:8])}{more}")
-    return (
-        f"training stopped at step {int(record['step'])}: {'; '.join(quantities)} "
-        "(that step was not applied; try a lower learning_rate or check the data)"
-    )
 
 
 def eval_step(state: TrainState, batch, cfg: StepConfig):
@@ -266,22 +221,35 @@ def eval_step(state: TrainState, batch, cfg: StepConfig):
     return points[cfg.decoder]
 
 
+class StepFns(NamedTuple):
+    """The jitted steps over a data-parallel mesh, as training runs them."""
+
+    init: Callable  # rng -> a fresh TrainState, replicated
+    train: Callable  # (state, global batch) -> (state, metrics); the state is donated
+    eval: Callable  # (state, global batch) -> points in original image pixels
+
+
+def make_step_fns(config, model: FAN, cfg: StepConfig, dp, steps_per_epoch: int) -> StepFns:
+    """create_train_state, train_step and eval_step jitted with the mesh's shardings."""
+    init = jax.jit(
+        lambda rng: create_train_state(rng, config, model, steps_per_epoch),
+        out_shardings=dp.replicated,
+    )
+    train = jax.jit(
+        functools.partial(train_step, cfg=cfg),
+        in_shardings=(dp.replicated, dp.data),
+        out_shardings=(dp.replicated, dp.replicated),
+        donate_argnums=0,
+    )
+    evaluate = jax.jit(
+        functools.partial(eval_step, cfg=cfg),
+        in_shardings=(dp.replicated, dp.data),
+        out_shardings=dp.data,
+    )
+    return StepFns(init, train, evaluate)
+
+
 # --- the training shell: everything below has side effects ------------------------------------
-
-
-def load_builder(name: str, config):
-    """The TFDS builder `name` of tfds_builders/, prepared once (by process 0) and shared."""
-    module = f"tfds_builders.{name.split('/')[0]}"
-    if importlib.util.find_spec(module) is not None:
-        importlib.import_module(module)  # registers the builder
-    builder = tfds.builder(name, data_dir=config.data_dir)
-    if jax.process_index() == 0:
-        download = tfds.download.DownloadConfig(manual_dir=config.manual_dir)
-        builder.download_and_prepare(download_config=download)
-    multihost_utils.sync_global_devices(f"prepared {name}")
-    if jax.process_index() != 0:
-        builder = tfds.builder(name, data_dir=config.data_dir)
-    return builder
 
 
 def train_input(builder, config, start_step: int = 0):
@@ -311,7 +279,7 @@ def train_batch_shapes(builder, config, sharding) -> dict:
 
 def compile_with_input(train_fn, state, builder, config, sharding, start: int):
     """(train_fn compiled, device batches from step start + 1), the crops made meanwhile."""
-    put = functools.partial(to_global, keys=TRAIN_KEYS, sharding=sharding)
+    put = functools.partial(devices.to_global, keys=TRAIN_KEYS, sharding=sharding)
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
         shapes = train_batch_shapes(builder, config, sharding)
@@ -322,150 +290,6 @@ def compile_with_input(train_fn, state, builder, config, sharding, start: int):
         pool.shutdown(wait=False)  # a SIGTERM here leaves without waiting for the compiler
 
 
-def make_mesh(devices) -> jax.sharding.Mesh:
-    """A 1-D "data" mesh; Auto axes let XLA place the collectives (no sharding in the types)."""
-    return jax.make_mesh(
-        (len(devices),), ("data",), devices=devices, axis_types=(jax.sharding.AxisType.Auto,)
-    )
-
-
-def to_global(batch, keys, sharding):
-    """This process's numpy batch -> global jax arrays split along the mesh's data axis."""
-    return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in keys}
-
-
-def _gather(values: np.ndarray) -> np.ndarray:
-    """Concatenate a per-process numpy array over processes (a no-op on one process)."""
-    if jax.process_count() == 1:
-        return values
-    return np.asarray(multihost_utils.process_allgather(values, tiled=True))
-
-
-def _gather_strings(values, width: int = 64) -> list[str]:
-    raw = np.zeros((len(values), width), np.uint8)
-    for i, v in enumerate(values):
-        b = v if isinstance(v, bytes) else str(v).encode()
-        raw[i, : len(b[:width])] = np.frombuffer(b[:width], np.uint8)
-    return [bytes(r).rstrip(b"\0").decode() for r in _gather(raw)]
-
-
-def summarize(nmes: np.ndarray, auc_threshold: float, failure_threshold: float) -> dict:
-    return {
-        "num_examples": len(nmes),
-        "nme": float(np.mean(nmes)) if len(nmes) else float("nan"),
-        f"auc@{auc_threshold:g}": float(metrics.auc(nmes, auc_threshold)),
-        f"failure_rate@{failure_threshold:g}": float(metrics.failure_rate(nmes, failure_threshold)),
-    }
-
-
-def _subset_columns(batch, features) -> dict:
-    """The metadata features to score per value, nested ones (WFLW's attributes) flattened."""
-    columns = {}
-    for f in features:
-        value = batch[f]
-        if isinstance(value, dict):
-            columns.update({f"{f}/{k}": np.asarray(v) for k, v in value.items()})
-        else:
-            columns[f] = np.asarray(value)
-    return columns
-
-
-def collect_predictions(
-    predict_fn, builder, split, config, sharding, mesh, on_batch=None, progress=None
-) -> dict:
-    """Every example of `split` once through predict_fn, gathered over processes (numpy).
-
-    predict_fn(global batch) -> dict of arrays sharded along "data" (e.g. points
-    per decoder). Returns {"outputs": that dict over the split, "landmarks" (in
-    original image pixels), "visible", "bbox", "subsets": {feature: values}} for
-    config.subset_features. on_batch(batch, outputs, keep, gt) sees each
-    process-local batch and its kept faces' landmarks in original pixels (e.g. to keep
-    images); progress(n) counts examples.
-    """
-    steps = input_pipeline.eval_steps(builder, split, config.batch_size)
-    batches = input_pipeline.eval_batches(
-        builder,
-        split,
-        global_batch_size=config.batch_size,
-        image_size=config.image_size,
-        crop_scale=config.crop_scale,
-    )
-    local = {"outputs": {}, "landmarks": [], "visible": [], "bbox": [], "subsets": {}}
-    for _ in range(steps):
-        batch = next(batches)
-        outputs = predict_fn(to_global(batch, EVAL_KEYS, sharding))
-        outputs = {
-            k: np.asarray(multihost_utils.global_array_to_host_local_array(v, mesh, P("data")))
-            for k, v in outputs.items()
-        }
-        keep = batch["mask"] > 0
-        inverse = np.asarray(geometry.invert(batch["crop"][keep]))
-        gt = np.asarray(geometry.transform_points(batch["landmarks"][keep], inverse))
-        if on_batch is not None:
-            on_batch(batch, outputs, keep, gt)
-        if progress is not None:
-            progress(int(keep.sum()))
-        for k, v in outputs.items():
-            local["outputs"].setdefault(k, []).append(v[keep])
-        local["landmarks"].append(gt)
-        local["visible"].append(batch["visible"][keep])
-        local["bbox"].append(batch["bbox"][keep])
-        for k, v in _subset_columns(batch, config.subset_features).items():
-            local["subsets"].setdefault(k, []).append(v[keep])
-
-    def gather(parts):
-        values = np.concatenate(parts)
-        return (
-            np.asarray(_gather_strings(values)) if values.dtype.kind in "SUO" else _gather(values)
-        )
-
-    return {
-        "outputs": {k: gather(v) for k, v in local["outputs"].items()},
-        "subsets": {k: gather(v) for k, v in local["subsets"].items()},
-        **{k: gather(local[k]) for k in ("landmarks", "visible", "bbox")},
-    }
-
-
-def split_nmes(collected: dict, points, norm: str) -> np.ndarray:
-    """Per-image NME of predicted points against the collected ground truth."""
-    return np.asarray(
-        metrics.nme(
-            points,
-            collected["landmarks"],
-            norm,
-            visible=collected["visible"],
-            boxes=collected["bbox"] if norm != "inter_ocular" else None,
-        )
-    )
-
-
-def score(nmes: np.ndarray, subsets: dict, auc_threshold: float, failure_threshold: float):
-    """summarize() of the whole split and of each subset: a string value, or a set flag."""
-    result = summarize(nmes, auc_threshold, failure_threshold)
-    for f, values in subsets.items():
-        if values.dtype.kind in "SUO":
-            for name in sorted(set(values.tolist())):
-                sel = values == name
-                result[f"{f}={name}"] = summarize(nmes[sel], auc_threshold, failure_threshold)
-            continue
-        flags = values.reshape(len(values), -1)
-        for col in range(flags.shape[1]):
-            sel = flags[:, col] != 0
-            if sel.any():
-                label = f if flags.shape[1] == 1 else f"{f}[{col}]"
-                result[label] = summarize(nmes[sel], auc_threshold, failure_threshold)
-    return result
-
-
-def evaluate(state, builder, split, config, eval_fn, sharding, mesh) -> dict:
-    """NME, AUC and failure rate of one split (and of its subsets), over every process's share."""
-    collected = collect_predictions(
-        lambda batch: {"points": eval_fn(state, batch)}, builder, split, config, sharding, mesh
-    )
-    nmes = split_nmes(collected, collected["outputs"]["points"], config.nme_norm)
-    return score(nmes, collected["subsets"], config.auc_threshold, config.failure_threshold)
-
-
 def initialise_from(state: TrainState, directory: str, model: FAN) -> TrainState:
     """The state with the variables of another run's checkpoint (a fresh optimiser)."""
     checkpoints.check_model_config(directory, model.config())
@@ -473,116 +297,6 @@ def initialise_from(state: TrainState, directory: str, model: FAN) -> TrainState
     _, variables = checkpoints.restore(directory, target=target)
     logging.info("initialised from %s", directory)
     return state.replace(**variables)
-
-
-def _logged_step(line: str) -> int | None:
-    """The step of a metrics.jsonl line; None for a line cut short by a killed process."""
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _drop_events_after(path, step: int) -> None:
-    """Rewrites a TensorBoard event file (an epath.Path) without its events after `step`."""
-    records, kept = 0, []
-    try:
-        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-            records += 1
-            if tf.compat.v1.Event.FromString(record).step <= step:
-                kept.append(record)
-    except tf.errors.DataLossError:
-        records += 1  # a record cut short by a killed process: dropped with the rest
-    if len(kept) == records:
-        return
-    # No "tfevents" in the temporary name: TensorBoard would read a leftover one.
-    temporary = path.with_name(".rewriting-events")
-    with tf.io.TFRecordWriter(str(temporary)) as writer:
-        for record in kept:
-            writer.write(record)
-    temporary.replace(path)  # kill-safe
-    logging.info("%s: dropped %d event(s) after step %d", path, records - len(kept), step)
-
-
-class NonFiniteGuard:
-    """Remembers on the device the first non-finite step; check() fetches it and raises."""
-
-    def __init__(self):
-        self.record = None
-        self._note = jax.jit(note_first_nonfinite)
-
-    def note(self, step: int, step_metrics: dict) -> None:
-        if self.record is None:
-            zeros = jax.tree_util.tree_map(jnp.zeros_like, step_metrics)
-            self.record = {"step": jnp.zeros((), jnp.int32), **zeros}
-        self.record = self._note(self.record, step_metrics, step)
-
-    def check(self, state: TrainState) -> None:
-        names = checkpoints.leaf_names(variables_of(state))
-        message = self.record and describe_nonfinite(jax.device_get(self.record), names)
-        if message:
-            raise FloatingPointError(message)
-
-
-class Reporter:
-    """metrics.jsonl, TensorBoard events and a progress line; process 0 writes, the others stay quiet."""
-
-    def __init__(self, workdir: str, total_steps: int, batch_size: int):
-        self.active = jax.process_index() == 0
-        self.total, self.batch_size = total_steps, batch_size
-        self.workdir = storage.path(workdir)
-        self.jsonl = self.workdir / "metrics.jsonl"
-        self.writer = tf.summary.create_file_writer(str(self.workdir)) if self.active else None
-        self.last = (None, None)
-
-    def forget_after(self, step: int) -> None:
-        """Drops what was logged for steps after `step` (metrics.jsonl lines, TensorBoard events):
-        a run resumed from `step` logs them again."""
-        if not self.active:
-            return
-        for events in self.workdir.glob("events.out.tfevents.*"):
-            _drop_events_after(events, step)
-        if not self.jsonl.exists():
-            return
-        lines = self.jsonl.read_text().splitlines(keepends=True)
-        kept = [ln for ln in lines if _logged_step(ln) is not None and _logged_step(ln) <= step]
-        if len(kept) != len(lines):
-            tmp = self.jsonl.with_name(self.jsonl.name + ".tmp")
-            tmp.write_text("".join(kept))
-            tmp.replace(self.jsonl)  # kill-safe
-            logging.info(
-                "metrics.jsonl: dropped %d line(s) after step %d", len(lines) - len(kept), step
-            )
-
-    def scalars(self, step: int, values: dict) -> None:
-        if not self.active:
-            return
-        with self.jsonl.open("a") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
-        with self.writer.as_default(step=step):
-            for k, v in values.items():
-                if isinstance(v, (int, float)):
-                    tf.summary.scalar(k, v)
-        self.writer.flush()
-
-    def progress(self, step: int, loss: float) -> dict:
-        now = time.time()
-        last_step, last_time = self.last
-        self.last = (step, now)
-        if last_step is None or step == last_step:
-            return {}
-        rate = (step - last_step) / (now - last_time)
-        eta = (self.total - step) / rate
-        if self.active:
-            logging.info(
-                "step %d/%d  loss %.6f  %.1f images/s  ETA %s",
-                step,
-                self.total,
-                loss,
-                rate * self.batch_size,
-                time.strftime("%H:%M:%S", time.gmtime(eta)),
-            )
-        return {"images_per_s": rate * self.batch_size}
 
 
 def train_and_evaluate(
@@ -600,125 +314,148 @@ def train_and_evaluate(
         return _train_and_evaluate(config, workdir, stop_at_step, stop)
 
 
-def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) -> dict:
-    workdir = storage.path(workdir)  # checked once: local made absolute, remote clients present
-    workdir.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:  # predict and evaluate read the crop and decoder settings here
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-    builder = load_builder(config.dataset, config)
-    eval_builder = load_builder(config.eval_dataset, config) if config.eval_dataset else builder
-    stop.check(preemption.BEFORE_TRAINING)
+def _load_builders(config) -> tuple:
+    """(training builder, evaluation builder, number of landmarks), checked to agree."""
+    builder = input_pipeline.load_builder(config.dataset, config)
+    eval_builder = builder
+    if config.eval_dataset:
+        eval_builder = input_pipeline.load_builder(config.eval_dataset, config)
     num_landmarks = builder.info.features["landmarks"].shape[0]
     if eval_builder.info.features["landmarks"].shape[0] != num_landmarks:
         raise ValueError(
             f"eval_dataset {config.eval_dataset} has a different number of landmarks "
             f"than dataset {config.dataset}"
         )
-    cfg = StepConfig.from_config(config, num_landmarks)
-    model = create_model(config, num_landmarks)
+    return builder, eval_builder, num_landmarks
 
-    mesh = make_mesh(jax.devices())
-    data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-    per_epoch = input_pipeline.steps_per_epoch(builder, config.train_split, config.batch_size)
-    total = num_train_steps(config, per_epoch)
-    init = jax.jit(
-        lambda rng: create_train_state(rng, config, model, per_epoch), out_shardings=replicated
-    )
-    state = init(jax.random.key(config.seed))
 
-    ckpt_dir = workdir / "checkpoints"
+def _restore_or_initialise(state: TrainState, ckpt_dir, model: FAN, config) -> tuple:
+    """(state, start step): the latest checkpoint's, else config.init_checkpoint's variables."""
     start = checkpoints.latest_step(ckpt_dir) or 0
     if start:
         checkpoints.check_model_config(ckpt_dir, model.config())
         variables, extra = checkpoints.restore_training(
             ckpt_dir,
-            {"params": state.params, "batch_stats": state.batch_stats},
+            variables_of(state),
             {"step": state.step, "opt_state": state.opt_state},
         )
         state = state.replace(step=extra["step"], opt_state=extra["opt_state"], **variables)
         logging.info("resumed from step %d in %s", start, ckpt_dir)
     elif config.init_checkpoint:
         state = initialise_from(state, config.init_checkpoint, model)
+    return state, start
 
-    guard = NonFiniteGuard()
 
-    def save(step):
-        guard.check(state)  # never checkpoint past a non-finite step
+@dataclasses.dataclass
+class _Run:
+    """The side effects of one run: checkpoints, evaluations, logs; the loop stays a loop."""
+
+    config: ml_collections.ConfigDict
+    workdir: Any  # epath.Path
+    model: FAN
+    eval_fn: Any  # (state, global batch) -> points
+    eval_builder: Any
+    dp: devices.DataParallel
+    stop: preemption.Stop
+    reporter: reporting.Reporter
+    guard: reporting.NonFiniteGuard = dataclasses.field(default_factory=reporting.NonFiniteGuard)
+
+    @property
+    def ckpt_dir(self):
+        return self.workdir / "checkpoints"
+
+    def save(self, state: TrainState, step: int) -> None:
+        self.guard.check(variables_of(state))  # never checkpoint past a non-finite step
         checkpoints.save(
-            ckpt_dir,
+            self.ckpt_dir,
             step,
             variables_of(state),
-            model.config(),
-            max_to_keep=config.keep_checkpoints,
+            self.model.config(),
+            max_to_keep=self.config.keep_checkpoints,
             train_state={"step": state.step, "opt_state": state.opt_state},
         )
 
-    train_fn = jax.jit(
-        functools.partial(train_step, cfg=cfg),
-        in_shardings=(replicated, data_sharding),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
-    )
-    eval_jit = jax.jit(
-        functools.partial(eval_step, cfg=cfg),
-        in_shardings=(replicated, data_sharding),
-        out_shardings=data_sharding,
-    )
+    def log(self, state: TrainState, step: int, step_metrics: dict) -> None:
+        self.guard.check(variables_of(state))
+        values = {k: float(step_metrics[k]) for k in ("loss", "grad_norm")}
+        values.update(self.reporter.progress(step, values["loss"]))
+        self.reporter.scalars(step, values)
 
-    def eval_fn(*args):
-        stop.check("during evaluation")  # long evaluations: a SIGTERM need not wait for the end
-        return eval_jit(*args)
+    def evaluate(self, state: TrainState, step: int) -> dict:
+        """Every eval split scored, logged and written to eval_results.json."""
 
-    if start < total:  # a run stopped in its final evaluation only evaluates
-        train_fn, batches = compile_with_input(
-            train_fn, state, builder, config, data_sharding, start
-        )
-    reporter = Reporter(workdir, total, config.batch_size)
-    reporter.forget_after(start)
-    results = {}
+        def predict(batch):
+            self.stop.check("during evaluation")  # a SIGTERM need not wait for the end
+            return {"points": self.eval_fn(state, batch)}
 
-    def run_eval(step):
-        nonlocal results
+        config = self.config
         results = {
-            split: evaluate(state, eval_builder, split, config, eval_fn, data_sharding, mesh)
+            split: scoring.evaluate(predict, self.eval_builder, split, config, self.dp)
             for split in config.eval_splits
         }
-        reporter.scalars(step, {f"eval/{s}/nme": r["nme"] for s, r in results.items()})
+        self.reporter.scalars(step, {f"eval/{s}/nme": r["nme"] for s, r in results.items()})
         if jax.process_index() == 0:
-            (workdir / "eval_results.json").write_text(
+            (self.workdir / "eval_results.json").write_text(
                 json.dumps({"step": step, "dataset": config.dataset, "results": results}, indent=2)
             )
         logging.info("eval at step %d: %s", step, json.dumps(results))
+        return results
 
-    reporter.progress(start, float("nan"))
-    stop.check(preemption.BEFORE_TRAINING)
-    stop.training = True  # from here a SIGTERM waits for the step and its checkpoint
-    logging.info("training from step %d to %d", start, total)
+
+def _train(run: _Run, train_fn, state, batches, start: int, total: int, stop_at_step) -> tuple:
+    """Steps start + 1 .. total: (state, whether it reached total rather than stopped)."""
+    config = run.config
     previous = None
     for step in range(start + 1, total + 1):
         state, step_metrics = train_fn(state, next(batches))
         # At most this step in flight: a SIGTERM waits for one step, not a queue of them.
         jax.block_until_ready(previous)
         previous = step_metrics["loss"]
-        guard.note(step, step_metrics)
+        run.guard.note(step, step_metrics)
         if step % config.log_every_steps == 0 or step == total:
-            guard.check(state)
-            values = {k: float(step_metrics[k]) for k in ("loss", "grad_norm")}
-            values.update(reporter.progress(step, values["loss"]))
-            reporter.scalars(step, values)
-        preempted = stop(step)
+            run.log(state, step, step_metrics)
+        preempted = run.stop(step)
         if (preempted or step == stop_at_step) and step != total:
-            save(step)
+            run.save(state, step)
             logging.info("stopped at step %d; rerun with the same workdir to continue", step)
             if preempted:
                 raise preemption.Preempted(f"stopped at step {step}")
-            return {}
+            return state, False
         # Evaluate before the checkpoint: one stopped mid-evaluation resumes before it, redoes it.
         if step % config.eval_every_steps == 0 and step != total:
-            run_eval(step)
+            run.evaluate(state, step)
         if step % config.checkpoint_every_steps == 0 and step != total:
-            save(step)
-    if start < total or checkpoints.latest_step(ckpt_dir) != total:
-        save(total)
-    run_eval(total)
-    return results
+            run.save(state, step)
+    return state, True
+
+
+def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) -> dict:
+    workdir = storage.path(workdir)  # checked once: local made absolute, remote clients present
+    workdir.mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0:  # predict and evaluate read the crop and decoder settings here
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    builder, eval_builder, num_landmarks = _load_builders(config)
+    stop.check(preemption.BEFORE_TRAINING)
+    model = create_model(config, num_landmarks)
+    dp = devices.data_parallel(jax.devices())
+    per_epoch = input_pipeline.steps_per_epoch(builder, config.train_split, config.batch_size)
+    total = num_train_steps(config, per_epoch)
+    fns = make_step_fns(config, model, StepConfig.from_config(config, num_landmarks), dp, per_epoch)
+    state = fns.init(jax.random.key(config.seed))
+    state, start = _restore_or_initialise(state, workdir / "checkpoints", model, config)
+    reporter = reporting.Reporter(workdir, total, config.batch_size)
+    run = _Run(config, workdir, model, fns.eval, eval_builder, dp, stop, reporter)
+    train_fn, batches = fns.train, None
+    if start < total:  # a run stopped in its final evaluation only evaluates
+        train_fn, batches = compile_with_input(train_fn, state, builder, config, dp.data, start)
+    reporter.forget_after(start)
+    reporter.progress(start, float("nan"))
+    stop.check(preemption.BEFORE_TRAINING)
+    stop.training = True  # from here a SIGTERM waits for the step and its checkpoint
+    logging.info("training from step %d to %d", start, total)
+    state, finished = _train(run, train_fn, state, batches, start, total, stop_at_step)
+    if not finished:
+        return {}
+    if start < total or checkpoints.latest_step(run.ckpt_dir) != total:
+        run.save(state, total)
+    return run.evaluate(state, total)

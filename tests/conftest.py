@@ -29,7 +29,7 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
 
 
-from sphm_jax import checkpoints, train
+from sphm_jax import checkpoints, input_pipeline, train
 from sphm_jax.configs import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,7 +50,7 @@ def tiny_data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds_tiny"))
     config = tiny.get_config()
     config.data_dir = path
-    train.load_builder(config.dataset, config)
+    input_pipeline.load_builder(config.dataset, config)
     return path
 
 

@@ -5,11 +5,9 @@ import json
 import jax
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 from PIL import Image
 
-from sphm_jax import evaluate, heatmaps, protocols, train
+from sphm_jax import devices, evaluate, heatmaps, input_pipeline, protocols, scoring, train
 
 
 def _args(tiny_data_dir, directory, *extra):
@@ -34,16 +32,16 @@ def test_scores_equal_the_training_evaluation_for_every_decoder(
     assert set(rows) == set(heatmaps.METHODS)
 
     config.data_dir = tiny_data_dir
-    builder = train.load_builder(config.dataset, config)
-    mesh = train.make_mesh(jax.devices())
+    builder = input_pipeline.load_builder(config.dataset, config)
+    dp = devices.data_parallel(jax.devices())
     model = train.create_model(config, 68)
     state = train.create_train_state(jax.random.key(0), config, model, 10)  # the fixture's weights
     for decoder in heatmaps.METHODS:
         config.decoder = decoder
         cfg = train.StepConfig.from_config(config, 68)
         eval_fn = jax.jit(lambda s, b, cfg=cfg: train.eval_step(s, b, cfg))
-        sharding = NamedSharding(mesh, P("data"))
-        expected = train.evaluate(state, builder, "test", config, eval_fn, sharding, mesh)
+        predict = lambda batch, eval_fn=eval_fn: {"points": eval_fn(state, batch)}
+        expected = scoring.evaluate(predict, builder, "test", config, dp)
         got = rows[decoder]["test"]["inter_ocular"]
         assert got["num_examples"] == 16
         np.testing.assert_allclose(got["nme"], expected["nme"], rtol=1e-5)

@@ -17,7 +17,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sphm_jax import checkpoints, geometry, input_pipeline, predict, train
+from sphm_jax import checkpoints, geometry, input_pipeline, predict, scoring, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,7 +39,7 @@ def test_predict_on_synthetic_faces_equals_the_evaluation_step(
 ):
     directory, config = tiny_checkpoint
     config.data_dir = tiny_data_dir
-    builder = train.load_builder(config.dataset, config)
+    builder = input_pipeline.load_builder(config.dataset, config)
     # The test images as PNG files (lossless: the same pixels) and their boxes in a JSON file.
     boxes = {}
     for ex in tfds.as_numpy(builder.as_dataset(split="test")):
@@ -74,7 +74,7 @@ def test_predict_on_synthetic_faces_equals_the_evaluation_step(
     )
     compared = 0
     for batch in itertools_take(batches, input_pipeline.eval_steps(builder, "test", 8)):
-        expected = np.asarray(step(state, {k: batch[k] for k in train.EVAL_KEYS}))
+        expected = np.asarray(step(state, {k: batch[k] for k in scoring.EVAL_KEYS}))
         for i, image_id in enumerate(batch["image_id"]):
             if batch["mask"][i]:
                 got = np.array(records[image_id.decode() + ".png"]["landmarks"])

@@ -15,7 +15,7 @@ import optax
 import pytest
 import tensorflow as tf
 
-from sphm_jax import checkpoints, input_pipeline, preemption, train
+from sphm_jax import checkpoints, input_pipeline, preemption, reporting, train
 from sphm_jax.models import FAN, abstract_variables
 from tests.conftest import RELIABILITY_OVERRIDES, ROOT, cli_args, run_python, tiny_config
 
@@ -32,7 +32,7 @@ def losses(workdir):
 
 def test_real_steps_on_synthetic_faces_give_a_finite_falling_loss(data_dir):
     config = tiny_config(data_dir, num_train_steps=1000)  # keeps the lr drops out of these steps
-    builder = train.load_builder(config.dataset, config)
+    builder = input_pipeline.load_builder(config.dataset, config)
     model = train.create_model(config, 68)
     state = train.create_train_state(jax.random.key(0), config, model, 10)
     batch = next(
@@ -220,7 +220,7 @@ def test_a_step_with_non_finite_variables_is_not_applied_and_is_named(data_dir):
     state = train.create_train_state(jax.random.key(0), config, train.create_model(config, 68), 10)
     tx = optax.sgd(float("nan"))  # finite loss and gradients, NaN update
     state = state.replace(tx=tx, opt_state=tx.init(state.params))
-    builder = train.load_builder(config.dataset, config)
+    builder = input_pipeline.load_builder(config.dataset, config)
     batch = next(
         input_pipeline.train_batches(builder, "train", global_batch_size=8, image_size=64, seed=0)
     )
@@ -230,24 +230,24 @@ def test_a_step_with_non_finite_variables_is_not_applied_and_is_named(data_dir):
     new, step_metrics = step(state, {k: batch[k] for k in train.TRAIN_KEYS})
     jax.tree_util.tree_map(np.testing.assert_array_equal, new.params, state.params)
     assert int(new.step) == int(state.step)
-    guard = train.NonFiniteGuard()
+    guard = reporting.NonFiniteGuard()
     guard.note(7, step_metrics)
     with pytest.raises(
         FloatingPointError,
         match=r"step 7: the update made these variables "
         r"non-finite: params/bn1/bias, params/bn1/scale, .* and \d+ more",
     ):
-        guard.check(new)
+        guard.check(train.variables_of(new))
 
 
 def test_describe_nonfinite_names_the_loss_and_the_gradient_norm():
     finite = {"loss": np.bool_(False), "grad_norm": np.bool_(False), "variables": np.ones(1, bool)}
     record = {"step": 3, "loss": np.nan, "grad_norm": np.inf, "finite": finite}
-    message = train.describe_nonfinite(record, ["params/w"])
+    message = reporting.describe_nonfinite(record, ["params/w"])
     assert message.startswith(
         "training stopped at step 3: the loss is nan; the gradient norm is inf"
     )
-    assert train.describe_nonfinite({**record, "step": 0}, ["params/w"]) is None
+    assert reporting.describe_nonfinite({**record, "step": 0}, ["params/w"]) is None
 
 
 def test_a_diverging_run_stops_naming_the_step_and_never_saves_non_finite_variables(
