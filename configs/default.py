@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from sphm_jax import geometry
+
 
 def get_config():
     config = ml_collections.ConfigDict()
@@ -14,7 +16,7 @@ def get_config():
     config.eval_dataset = ml_collections.FieldReference(None, field_type=str)  # None: `dataset`
     config.train_split = "train"
     config.eval_splits = ("test",)
-    config.crop_scale = 256.0 / 220.0  # crop side / longer box side: the face ~220 of 256 px
+    config.crop_scale = geometry.CROP_SCALE  # crop side / longer box side: face ~220 of 256 px
 
     # Schedule (§5.1): Adam, lr 1e-4, 50 epochs, x0.1 at epochs 25 and 40.
     config.batch_size = 32  # global, split over every device of every host

@@ -24,8 +24,18 @@ import scipy.stats
 import tqdm
 from absl import app, flags
 
-from sphm_jax import checkpoints, config_files, devices, geometry, heatmaps, inference
-from sphm_jax import input_pipeline, plots, scoring, train
+from sphm_jax import (
+    checkpoints,
+    config_files,
+    devices,
+    geometry,
+    heatmaps,
+    inference,
+    input_pipeline,
+    plots,
+    scoring,
+    train,
+)
 from sphm_jax.configs import ablation as rows
 
 PAPER_WFLW = {"baseline": 4.20, "hm": 3.90, "hm_no_lsa": 4.00, "siamese": 3.72}

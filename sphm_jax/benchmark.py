@@ -276,7 +276,7 @@ def jax_decode(config, maps: np.ndarray) -> list:
 def jax_input(config, repeats: int, batches: int) -> dict:
     """Host pipeline of the config's dataset: batches of crops made once (startup: making them)."""
     builder = input_pipeline.load_builder(config.dataset, config)
-    iterator = train.train_input(builder, config)
+    iterator = input_pipeline.train_input(builder, config)
     start = time.perf_counter()
     next(iterator)  # reads, decodes, crops and resizes the whole split once
     startup = time.perf_counter() - start

@@ -23,9 +23,7 @@ import numpy as np
 from flax import traverse_util
 
 from sphm_jax import checkpoints, storage
-from sphm_jax.models import FAN
-from sphm_jax.models import abstract_variables
-
+from sphm_jax.models import FAN, abstract_variables
 
 # (torch leaf, ndim of the tensor) -> (Flax collection, Flax leaf).
 _LEAVES = {

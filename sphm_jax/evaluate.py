@@ -53,7 +53,7 @@ class Model:
 def load(path: str, label: str | None, overrides: dict) -> Model:
     """A checkpoint and its crop/decoder settings: the workdir's config.json, then the flags."""
     model, variables, settings = load_checkpoint(path, **overrides)
-    settings = {"image_size": 256, "crop_scale": input_pipeline.DEFAULT_CROP_SCALE, **settings}
+    settings = {"image_size": 256, "crop_scale": geometry.CROP_SCALE, **settings}
     settings.pop("decoder", None)  # the decoders come from --decoders
     return Model(label or storage.path(path).name, model, variables, settings)
 

@@ -13,6 +13,9 @@ import jax.numpy as jnp
 
 from sphm_jax._validate import check_hw
 
+# Crop side / longer side of a tight face box: the face about 220 px of a 256 crop (§5.1).
+CROP_SCALE = 256.0 / 220.0
+
 
 def _f32(x) -> jax.Array:
     return jnp.asarray(x, jnp.float32)

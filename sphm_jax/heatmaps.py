@@ -9,6 +9,7 @@ paper's method as the baselines and peers it is compared with.
 from __future__ import annotations
 
 import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -31,7 +31,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
-DEFAULT_CROP_SCALE = 256.0 / 220.0
+from sphm_jax import geometry
 
 
 def load_builder(name: str, config):
@@ -98,7 +98,7 @@ def transform_points(points, matrix):
     return tf.linalg.matmul(points, matrix[:, :2], transpose_b=True) + matrix[:, 2]
 
 
-def preprocess(example: dict, image_size: int, crop_scale: float = DEFAULT_CROP_SCALE) -> dict:
+def preprocess(example: dict, image_size: int, crop_scale: float = geometry.CROP_SCALE) -> dict:
     """One builder example -> the crop the network sees, with its landmarks and matrix."""
     bbox = tf.cast(example["bbox"], tf.float32)
     center = tf.stack([(bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0])
@@ -175,7 +175,7 @@ def steps_per_epoch(builder, split: str, global_batch_size: int) -> int:
     return builder.info.splits[split].num_examples // global_batch_size
 
 
-def crop_arrays(builder, split: str, *, image_size: int, crop_scale: float = DEFAULT_CROP_SCALE):
+def crop_arrays(builder, split: str, *, image_size: int, crop_scale: float = geometry.CROP_SCALE):
     """Every example of `split` preprocessed once, in the split's order: numpy arrays per feature.
 
     The crops are deterministic (augmentation happens on the device), so training
@@ -227,7 +227,7 @@ def train_batches(
     global_batch_size: int,
     image_size: int,
     seed: int,
-    crop_scale: float = DEFAULT_CROP_SCALE,
+    crop_scale: float = geometry.CROP_SCALE,
     start_step: int = 0,
 ) -> Iterator[dict]:
     """Endless per-process training batches of `split`; the order depends only on (seed, epoch).
@@ -286,7 +286,7 @@ def eval_batches(
     *,
     global_batch_size: int,
     image_size: int,
-    crop_scale: float = DEFAULT_CROP_SCALE,
+    crop_scale: float = geometry.CROP_SCALE,
 ) -> Iterator[dict]:
     """Every example of the process's share once, in order; padded batches carry mask 0."""
     share = process_split(builder, split, global_batch_size)
@@ -302,3 +302,28 @@ def eval_batches(
     ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
     ds = ds.take(steps * share.process_batch_size).batch(share.process_batch_size).prefetch(2)
     return iter(tfds.as_numpy(ds))
+
+
+def train_input(builder, config, start_step: int = 0):
+    """input_pipeline.train_batches with the config's split, batch, seed and crop settings."""
+    return train_batches(
+        builder,
+        config.train_split,
+        global_batch_size=config.batch_size,
+        image_size=config.image_size,
+        seed=config.seed,
+        crop_scale=config.crop_scale,
+        start_step=start_step,
+    )
+
+
+def train_batch_shapes(builder, config, sharding) -> dict:
+    """The global training batch train_input feeds the step, as jax.ShapeDtypeStructs."""
+    image = builder.info.features["image"]
+    k = builder.info.features["landmarks"].shape[0]
+    shapes = {
+        "image": ((config.batch_size, config.image_size, config.image_size, 3), image.np_dtype),
+        "landmarks": ((config.batch_size, k, 2), np.float32),
+        "visible": ((config.batch_size, k), np.float32),
+    }
+    return {n: jax.ShapeDtypeStruct(s, d, sharding=sharding) for n, (s, d) in shapes.items()}

@@ -39,6 +39,7 @@ from etils import epath
 from sphm_jax import (
     checkpoints,
     devices,
+    geometry,
     heatmaps,
     image_io,
     inference,
@@ -217,7 +218,7 @@ class Predictor:
     model: Any
     variables: Any
     image_size: int = 256
-    crop_scale: float = input_pipeline.DEFAULT_CROP_SCALE
+    crop_scale: float = geometry.CROP_SCALE
     decoder: str = "local_softargmax"
     window: int = 5
     temperature: float = 10.0

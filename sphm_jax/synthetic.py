@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from sphm_jax import layouts
+from sphm_jax import geometry, layouts
 
 
 def _ellipse(center, half_w, half_h, angles) -> np.ndarray:
@@ -94,7 +94,7 @@ def sample_landmarks(seed: int, num_faces: int, min_image=200, max_image=800):
 # shape is rasterized with exact area coverage (see `coverage`).
 
 SAMPLES = 8  # sub-rows per pixel in `coverage`; the x coverage is exact
-FACE_WIDTH = 220.0 / 256.0  # mean face width as a fraction of the image side, as in the paper
+FACE_WIDTH = 1.0 / geometry.CROP_SCALE  # mean face width / image side, as in the paper
 
 # Skin tones from light to dark (RGB in [0, 1]); a face mixes two neighbours.
 _SKIN = (

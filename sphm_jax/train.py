@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from absl import logging
 from flax.training import train_state
@@ -31,6 +30,7 @@ from sphm_jax import (
     inference,
     input_pipeline,
     layouts,
+    optimizer,
     preemption,
     reporting,
     scoring,
@@ -100,39 +100,11 @@ def create_model(config, num_landmarks: int) -> FAN:
     )
 
 
-def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
-    """The config's schedule over the run's steps, after `warmup_steps` of linear warm-up.
-
-    "step": lr, times lr_drop_factor at each of lr_drop_epochs (scaled when
-    num_train_steps is set); "cosine": lr decayed to 0 along a half cosine.
-    """
-    total = num_train_steps(config, steps_per_epoch)
-    warmup = min(int(config.warmup_steps), total)
-    if config.lr_schedule == "cosine":
-        return optax.warmup_cosine_decay_schedule(
-            0.0, config.learning_rate, warmup, max(total, warmup + 1), end_value=0.0
-        )
-    epoch_steps = total / config.num_epochs  # a run shortened by num_train_steps keeps the shape
-    boundaries = {int(e * epoch_steps): config.lr_drop_factor for e in config.lr_drop_epochs}
-    drops = optax.piecewise_constant_schedule(config.learning_rate, boundaries)
-    if not warmup:
-        return drops
-    ramp = optax.linear_schedule(0.0, config.learning_rate, warmup)
-    return lambda step: jnp.minimum(ramp(step), drops(step))
-
-
-def num_train_steps(config, steps_per_epoch: int) -> int:
-    if config.num_train_steps > 0:
-        return int(config.num_train_steps)
-    return int(config.num_epochs * steps_per_epoch)
-
-
 def create_train_state(rng, config, model: FAN, steps_per_epoch: int) -> TrainState:
     images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
     # One compiled init: eager Flax init compiles each op apart (16 s for a tiny FAN).
     variables = jax.jit(functools.partial(model.init, train=False))(rng, images)
-    optimizer = {"adam": optax.adam, "sgd": optax.sgd}[config.optimizer]
-    tx = optimizer(learning_rate_schedule(config, steps_per_epoch))
+    tx = optimizer.optimizer(config, steps_per_epoch)
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
@@ -252,51 +224,19 @@ def make_step_fns(config, model: FAN, cfg: StepConfig, dp, steps_per_epoch: int)
 # --- the training shell: everything below has side effects ------------------------------------
 
 
-def train_input(builder, config, start_step: int = 0):
-    """input_pipeline.train_batches with the config's split, batch, seed and crop settings."""
-    return input_pipeline.train_batches(
-        builder,
-        config.train_split,
-        global_batch_size=config.batch_size,
-        image_size=config.image_size,
-        seed=config.seed,
-        crop_scale=config.crop_scale,
-        start_step=start_step,
-    )
-
-
-def train_batch_shapes(builder, config, sharding) -> dict:
-    """The global training batch train_input feeds the step, as jax.ShapeDtypeStructs."""
-    image = builder.info.features["image"]
-    k = builder.info.features["landmarks"].shape[0]
-    shapes = {
-        "image": ((config.batch_size, config.image_size, config.image_size, 3), image.np_dtype),
-        "landmarks": ((config.batch_size, k, 2), np.float32),
-        "visible": ((config.batch_size, k), np.float32),
-    }
-    return {n: jax.ShapeDtypeStruct(s, d, sharding=sharding) for n, (s, d) in shapes.items()}
-
-
 def compile_with_input(train_fn, state, builder, config, sharding, start: int):
     """(train_fn compiled, device batches from step start + 1), the crops made meanwhile."""
     put = functools.partial(devices.to_global, keys=TRAIN_KEYS, sharding=sharding)
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
-        shapes = train_batch_shapes(builder, config, sharding)
+        shapes = input_pipeline.train_batch_shapes(builder, config, sharding)
         compiling = pool.submit(lambda: train_fn.lower(state, shapes).compile())
-        batches = input_pipeline.prefetch_to_device(train_input(builder, config, start), put)
+        batches = input_pipeline.prefetch_to_device(
+            input_pipeline.train_input(builder, config, start), put
+        )
         return compiling.result(), batches
     finally:
         pool.shutdown(wait=False)  # a SIGTERM here leaves without waiting for the compiler
-
-
-def initialise_from(state: TrainState, directory: str, model: FAN) -> TrainState:
-    """The state with the variables of another run's checkpoint (a fresh optimiser)."""
-    checkpoints.check_model_config(directory, model.config())
-    target = {"params": state.params, "batch_stats": state.batch_stats}
-    _, variables = checkpoints.restore(directory, target=target)
-    logging.info("initialised from %s", directory)
-    return state.replace(**variables)
 
 
 def train_and_evaluate(
@@ -334,15 +274,15 @@ def _restore_or_initialise(state: TrainState, ckpt_dir, model: FAN, config) -> t
     start = checkpoints.latest_step(ckpt_dir) or 0
     if start:
         checkpoints.check_model_config(ckpt_dir, model.config())
-        variables, extra = checkpoints.restore_training(
-            ckpt_dir,
-            variables_of(state),
-            {"step": state.step, "opt_state": state.opt_state},
-        )
+        train_state = {"step": state.step, "opt_state": state.opt_state}
+        variables, extra = checkpoints.restore_training(ckpt_dir, variables_of(state), train_state)
         state = state.replace(step=extra["step"], opt_state=extra["opt_state"], **variables)
         logging.info("resumed from step %d in %s", start, ckpt_dir)
-    elif config.init_checkpoint:
-        state = initialise_from(state, config.init_checkpoint, model)
+    elif config.init_checkpoint:  # another run's variables, a fresh optimiser
+        checkpoints.check_model_config(config.init_checkpoint, model.config())
+        _, variables = checkpoints.restore(config.init_checkpoint, target=variables_of(state))
+        state = state.replace(**variables)
+        logging.info("initialised from %s", config.init_checkpoint)
     return state, start
 
 
@@ -360,14 +300,10 @@ class _Run:
     reporter: reporting.Reporter
     guard: reporting.NonFiniteGuard = dataclasses.field(default_factory=reporting.NonFiniteGuard)
 
-    @property
-    def ckpt_dir(self):
-        return self.workdir / "checkpoints"
-
     def save(self, state: TrainState, step: int) -> None:
         self.guard.check(variables_of(state))  # never checkpoint past a non-finite step
         checkpoints.save(
-            self.ckpt_dir,
+            self.workdir / "checkpoints",
             step,
             variables_of(state),
             self.model.config(),
@@ -439,7 +375,7 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) ->
     model = create_model(config, num_landmarks)
     dp = devices.data_parallel(jax.devices())
     per_epoch = input_pipeline.steps_per_epoch(builder, config.train_split, config.batch_size)
-    total = num_train_steps(config, per_epoch)
+    total = optimizer.num_train_steps(config, per_epoch)
     fns = make_step_fns(config, model, StepConfig.from_config(config, num_landmarks), dp, per_epoch)
     state = fns.init(jax.random.key(config.seed))
     state, start = _restore_or_initialise(state, workdir / "checkpoints", model, config)
@@ -456,6 +392,6 @@ def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) ->
     state, finished = _train(run, train_fn, state, batches, start, total, stop_at_step)
     if not finished:
         return {}
-    if start < total or checkpoints.latest_step(run.ckpt_dir) != total:
+    if start < total or checkpoints.latest_step(workdir / "checkpoints") != total:
         run.save(state, total)
     return run.evaluate(state, total)

@@ -15,7 +15,7 @@ import optax
 import pytest
 import tensorflow as tf
 
-from sphm_jax import checkpoints, input_pipeline, preemption, reporting, train
+from sphm_jax import checkpoints, input_pipeline, optimizer, preemption, reporting, train
 from sphm_jax.models import FAN, abstract_variables
 from tests.conftest import RELIABILITY_OVERRIDES, ROOT, cli_args, run_python, tiny_config
 
@@ -282,7 +282,7 @@ def test_resuming_a_workdir_of_another_model_size_says_so(data_dir, tmp_path):
 def test_learning_rate_schedules_warm_up_then_follow_their_shape(schedule):
     config = tiny_config(num_train_steps=100, learning_rate=1e-3, warmup_steps=10)
     config.lr_schedule = schedule
-    lr = train.learning_rate_schedule(config, steps_per_epoch=8)
+    lr = optimizer.learning_rate_schedule(config, steps_per_epoch=8)
     values = np.asarray([float(lr(s)) for s in range(101)])
     np.testing.assert_allclose(values[:11], np.linspace(0.0, 1e-3, 11), rtol=1e-5, atol=1e-12)
     if schedule == "step":  # x0.1 at epochs 25 and 40 of 50: steps 50 and 80 of 100
