@@ -39,7 +39,7 @@ from sphm_jax import (
     storage,
 )
 from sphm_jax.checkpoints import WORKDIR_SETTINGS, load_checkpoint
-from sphm_jax.predict import InputError
+from sphm_jax.boxes import InputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,45 +256,36 @@ def _parse_args(argv):
     return args
 
 
-def main(argv=None) -> int:
-    args = _parse_args(argv)
-    tf.config.set_visible_devices([], "GPU")
-    protocol = protocols.get(args.dataset)
-    if args.splits:
-        protocol = dataclasses.replace(
-            protocol, splits=tuple((s, s) for s in args.splits.split(","))
-        )
+def _check_inputs(args, protocol) -> tuple:
+    """(models, builder): the checkpoints and the dataset, checked to fit the protocol."""
     overrides = {k: getattr(args, k) for k in WORKDIR_SETTINGS if hasattr(args, k)}
-    try:
-        models = [
-            load(p, (args.label or [None] * len(args.checkpoint))[i], overrides)
-            for i, p in enumerate(args.checkpoint)
-        ]
-        builder = input_pipeline.load_builder(
-            args.dataset,
-            ml_collections.ConfigDict({"data_dir": args.data_dir, "manual_dir": args.manual_dir}),
-        )
-        num_landmarks = builder.info.features["landmarks"].shape[0]
-        for m in models:
-            if m.model.num_landmarks != num_landmarks:
-                raise InputError(
-                    f"{m.label}: predicts {m.model.num_landmarks} landmarks, "
-                    f"{args.dataset} has {num_landmarks}"
-                )
-        parts = [p.split("[")[0] for _, s in protocol.splits for p in s.split("+")]
-        missing = [p for p in parts if p not in builder.info.splits]
-        if missing:
+    labels = args.label or [None] * len(args.checkpoint)
+    models = [load(p, labels[i], overrides) for i, p in enumerate(args.checkpoint)]
+    builder = input_pipeline.load_builder(
+        args.dataset,
+        ml_collections.ConfigDict({"data_dir": args.data_dir, "manual_dir": args.manual_dir}),
+    )
+    num_landmarks = builder.info.features["landmarks"].shape[0]
+    for m in models:
+        if m.model.num_landmarks != num_landmarks:
             raise InputError(
-                f"{args.dataset} has no split {missing}; it has {sorted(builder.info.splits)}"
+                f"{m.label}: predicts {m.model.num_landmarks} landmarks, "
+                f"{args.dataset} has {num_landmarks}"
             )
-        out = storage.path(args.output_dir) if args.output_dir else None
-    except (InputError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
+    parts = [p.split("[")[0] for _, s in protocol.splits for p in s.split("+")]
+    missing = [p for p in parts if p not in builder.info.splits]
+    if missing:
+        raise InputError(
+            f"{args.dataset} has no split {missing}; it has {sorted(builder.info.splits)}"
+        )
+    return models, builder
+
+
+def evaluate_all(models, builder, args, protocol, out) -> dict:
+    """{label: {decoder: {split label: {norm: scores}}}}; the figures go to `out`."""
     results = {m.label: {d: {} for d in args.decoders} for m in models}
     dp = devices.data_parallel(jax.devices())
+    num_landmarks = builder.info.features["landmarks"].shape[0]
     runners = {m.label: make_runner(m, args, num_landmarks, dp) for m in models}
     for label, split in protocol.splits:
         curves, first_extremes = {}, None
@@ -310,22 +301,34 @@ def main(argv=None) -> int:
                 )
         if out and jax.process_index() == 0:
             write_pictures(out, label, curves, *first_extremes, protocol)
+    return results
+
+
+def main(argv=None) -> int:
+    args = _parse_args(argv)
+    tf.config.set_visible_devices([], "GPU")
+    protocol = protocols.get(args.dataset)
+    if args.splits:
+        protocol = dataclasses.replace(
+            protocol, splits=tuple((s, s) for s in args.splits.split(","))
+        )
+    try:
+        models, builder = _check_inputs(args, protocol)
+        out = storage.path(args.output_dir) if args.output_dir else None
+    except (InputError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    results = evaluate_all(models, builder, args, protocol, out)
     tables = [
         f"NME normalised by {norm} (%), {args.dataset}\n\n" + format_table(results, norm, protocol)
         for norm in protocol.norms
     ]
     print("\n\n".join(tables))
     if out and jax.process_index() == 0:
-        (out / "results.json").write_text(
-            json.dumps(
-                {
-                    "dataset": args.dataset,
-                    "protocol": dataclasses.asdict(protocol),
-                    "results": results,
-                },
-                indent=2,
-            )
-        )
+        summary = {"dataset": args.dataset, "protocol": dataclasses.asdict(protocol)}
+        (out / "results.json").write_text(json.dumps({**summary, "results": results}, indent=2))
         (out / "table.md").write_text("\n\n".join(tables) + "\n")
         print(f"wrote {out}/results.json, table.md and the figures", file=sys.stderr)
     return 0
