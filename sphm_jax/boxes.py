@@ -14,7 +14,7 @@ import json
 import numpy as np
 from etils import epath
 
-from sphm_jax import landmark_io
+from sphm_jax import landmark_io, metrics
 
 BOX_FIELDS = ("x_min", "y_min", "x_max", "y_max")
 
@@ -112,7 +112,7 @@ def pts_box(image_path) -> np.ndarray:
     if not pts.exists():
         raise InputError(f"{image_path}: no {pts.name} beside it for --boxes=pts")
     points = landmark_io.read_pts(pts)
-    finite = points[np.all(np.isfinite(points), axis=-1)]
-    if len(finite) == 0:
+    finite = np.all(np.isfinite(points), axis=-1)
+    if not finite.any():
         raise InputError(f"{pts}: no finite point to take a box from")
-    return np.concatenate([finite.min(0), finite.max(0)]).astype(np.float32)
+    return np.asarray(metrics.tight_box(points, finite), np.float32)

@@ -10,14 +10,11 @@ import math
 
 import ml_collections
 
-from sphm_jax import heatmaps
+from sphm_jax import heatmaps, metrics, optimizer
 from sphm_jax.configs import default
+from sphm_jax.models import hourglass
 
-QUANTIZE = (None, "round", "floor")
-NME_NORMS = ("inter_ocular", "box", "diagonal")
 DTYPES = ("float32", "bfloat16", "float16")
-OPTIMIZERS = ("adam", "sgd")
-LR_SCHEDULES = ("step", "cosine")
 # Fields that must be > 0; "model.width" and "model.depth" are checked against the FAN below.
 POSITIVE = (
     "batch_size",
@@ -142,19 +139,20 @@ def value_problems(config, num_devices: int) -> list[str]:
     depth, width = config.model.depth, config.model.width
     if depth < 1:
         problems.append(f"model.depth: must be >= 1, got {depth}")
-    elif image > 0 and image % 2 ** (depth + 2):
+    elif image > 0 and image % hourglass.input_multiple(depth):
         problems.append(
-            f"image_size: FAN of depth {depth} needs a multiple of {2 ** (depth + 2)}, got {image}"
+            f"image_size: FAN of depth {depth} needs a multiple of "
+            f"{hourglass.input_multiple(depth)}, got {image}"
         )
     if width < 8 or width % 8:
         problems.append(f"model.width: must be a positive multiple of 8, got {width}")
     for name, value, choices in (
-        ("quantize", config.quantize, QUANTIZE),
+        ("quantize", config.quantize, heatmaps.QUANTIZE),
         ("decoder", config.decoder, heatmaps.METHODS),
-        ("nme_norm", config.nme_norm, NME_NORMS),
+        ("nme_norm", config.nme_norm, metrics.NORMS),
         ("dtype", config.dtype, DTYPES),
-        ("optimizer", config.optimizer, OPTIMIZERS),
-        ("lr_schedule", config.lr_schedule, LR_SCHEDULES),
+        ("optimizer", config.optimizer, tuple(optimizer.OPTIMIZERS)),
+        ("lr_schedule", config.lr_schedule, optimizer.LR_SCHEDULES),
     ):
         if value not in choices:
             problems.append(f"{name}: must be one of {choices}, got {value!r}")

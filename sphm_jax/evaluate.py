@@ -38,8 +38,8 @@ from sphm_jax import (
     scoring,
     storage,
 )
-from sphm_jax.checkpoints import WORKDIR_SETTINGS, load_checkpoint
 from sphm_jax.boxes import InputError
+from sphm_jax.checkpoints import WORKDIR_SETTINGS, load_checkpoint
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,21 +112,6 @@ def preprocess(example: dict, image_size: int, crop_scale: float = geometry.CROP
     return out
 
 
-def flip_example(example: dict, flip_permutation) -> dict:
-    """Mirrors a preprocessed crop and its points; the permutation restores left/right order (tf)."""
-    width = tf.cast(tf.shape(example["image"])[1], tf.float32)
-    perm = tf.constant(flip_permutation, tf.int32)
-    mirror = tf.constant([[-1.0, 0.0], [0.0, 1.0]])
-    out = dict(example)
-    out["image"] = example["image"][:, ::-1]
-    points = tf.linalg.matmul(example["landmarks"], mirror) + tf.stack([width - 1.0, 0.0])
-    out["landmarks"] = tf.gather(points, perm)
-    out["visible"] = tf.gather(example["visible"], perm)
-    flip = tf.constant([[-1.0, 0.0], [0.0, 1.0]]) @ example["crop"]
-    out["crop"] = flip + tf.stack([tf.stack([0.0, 0.0, width - 1.0]), tf.zeros(3)])
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
 class Split:
     """This process's share of a split: the TFDS split string and its size."""

@@ -261,23 +261,3 @@ def get_layout(name_or_num_landmarks: str | int) -> Layout:
         f"{sorted(LAYOUTS) + sorted(_ALIASES)}, known landmark counts: "
         f"{sorted(_BY_COUNT)}"
     )
-
-
-def flip_points(points, width, layout: Layout):
-    """Mirror points float[..., K, 2] horizontally in an image `width` px wide.
-
-    Pixel centres sit at integer x, so x' = width - 1 - x; the permutation
-    on axis -2 restores semantic order. Works on numpy and jax arrays.
-    """
-    perm = layout.flip_permutation
-    if points.shape[-2:] != (len(perm), 2):
-        raise ValueError(
-            f"points shape {points.shape} does not end in "
-            f"({len(perm)}, 2) for layout {layout.name!r}"
-        )
-    dtype = points.dtype
-    sign = np.array([-1, 1], dtype=dtype)
-    # `width` may be a traced scalar; multiplying keeps it jit-friendly.
-    offset = (width - 1) * np.array([1, 0], dtype=dtype)
-    # astype: a numpy-integer width would otherwise promote float32 to float64.
-    return (points[..., np.asarray(perm), :] * sign + offset).astype(dtype)

@@ -6,10 +6,13 @@ import jax.numpy as jnp
 import optax
 
 
+OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
+LR_SCHEDULES = ("step", "cosine")
+
+
 def optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
-    """config.optimizer ("adam" or "sgd") on the config's schedule."""
-    make = {"adam": optax.adam, "sgd": optax.sgd}[config.optimizer]
-    return make(learning_rate_schedule(config, steps_per_epoch))
+    """config.optimizer (one of OPTIMIZERS) on the config's schedule."""
+    return OPTIMIZERS[config.optimizer](learning_rate_schedule(config, steps_per_epoch))
 
 
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:

@@ -46,7 +46,7 @@ class Predictor:
             raise InputError(f"decoder {self.decoder!r}: choose one of {heatmaps.METHODS}")
         if self.batch_size < 1:
             raise InputError(f"batch_size must be positive, got {self.batch_size}")
-        multiple = 2 ** (self.model.depth + 2)
+        multiple = self.model.input_multiple
         if self.image_size % multiple:
             raise InputError(f"image_size {self.image_size} is not a multiple of {multiple}")
         permutation = None

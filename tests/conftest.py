@@ -13,6 +13,7 @@ import sys
 import tempfile
 
 import jax
+import numpy as np
 import pytest
 
 # pytest-xdist's workers inherit the variable from the process that made the folder first.
@@ -33,6 +34,13 @@ from sphm_jax import checkpoints, input_pipeline, train
 from sphm_jax.configs import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def mirror_points(points, width, flip_permutation):
+    """Points of a mirrored image (x -> width - 1 - x) in the layout's semantic order (numpy)."""
+    points = np.asarray(points)
+    mirrored = points[..., list(flip_permutation), :] * np.array([-1, 1], points.dtype)
+    return (mirrored + np.array([width - 1, 0], points.dtype)).astype(points.dtype)
 
 
 def tiny_config(data_dir=None, **overrides):

@@ -3,10 +3,9 @@
 import jax
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from sphm_jax import input_pipeline, layouts
+from sphm_jax import input_pipeline
 from tfds_builders import common
 
 NUM_EXAMPLES = 13
@@ -133,22 +132,6 @@ def test_train_order_depends_only_on_seed_and_resumes_exactly(builder):
     epoch0 = sorted(sum(run[:3], []))
     assert len(set(epoch0)) == 12  # no repeats inside an epoch
     assert run[:3] != run[3:6]  # each epoch is reshuffled
-
-
-def test_flip_example_mirrors_points_and_keeps_the_matrix_consistent(builder):
-    ds = builder.as_dataset(split="test").take(1)
-    ex = next(iter(ds.map(lambda e: input_pipeline.preprocess(e, 64))))
-    layout = layouts.get_layout(K)
-    flipped = input_pipeline.flip_example(ex, layout.flip_permutation)
-    np.testing.assert_array_equal(flipped["image"].numpy(), ex["image"].numpy()[:, ::-1])
-    expected = np.asarray(layouts.flip_points(ex["landmarks"].numpy(), 64, layout))
-    np.testing.assert_allclose(flipped["landmarks"].numpy(), expected, atol=1e-5)
-    # The flipped matrix still maps the original points onto the flipped, permuted points.
-    original = tf.gather(ex["landmarks"], layout.flip_permutation)
-    m = np.vstack([ex["crop"].numpy(), [0, 0, 1]])
-    orig = (np.linalg.inv(m)[:2, :2] @ original.numpy().T).T + np.linalg.inv(m)[:2, 2]
-    mapped = input_pipeline.transform_points(tf.constant(orig, tf.float32), flipped["crop"])
-    np.testing.assert_allclose(mapped.numpy(), flipped["landmarks"].numpy(), atol=1e-3)
 
 
 def test_batch_size_must_divide_over_processes(builder, monkeypatch):

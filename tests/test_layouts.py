@@ -1,12 +1,11 @@
 """Tests for sphm_jax.layouts."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from sphm_jax import layouts
-from sphm_jax.layouts import LAYOUTS, Layout, flip_points, get_layout
+from sphm_jax.layouts import LAYOUTS, Layout, get_layout
+from tests.conftest import mirror_points
 
 ALL = sorted(LAYOUTS)
 
@@ -252,13 +251,13 @@ def test_mirrored_sketch_matches_permutation(name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_flip_points_of_symmetric_face_is_identity(name):
+def test_flip_permutation_maps_a_symmetric_face_onto_itself(name):
     # A face symmetric about the image centre is unchanged by a flip.
     layout = LAYOUTS[name]
     width = 256
     face = SKETCHES[name]() * (width - 1)
     face = (face + face[list(layout.flip_permutation)] * [-1, 1] + [width - 1, 0]) / 2
-    flipped = flip_points(face.astype(np.float32), width, layout)
+    flipped = mirror_points(face.astype(np.float32), width, layout.flip_permutation)
     np.testing.assert_allclose(flipped, face, atol=1e-4)
 
 
@@ -273,45 +272,15 @@ def test_groups_partition_and_are_flip_closed(name):
     assert {g for g, _ in layout.groups} == {"jaw", "brows", "nose", "eyes", "mouth"}
 
 
-@pytest.mark.parametrize("name", ALL)
-@pytest.mark.parametrize("batch", [(), (3,), (2, 4)])
-def test_flip_twice_is_identity(name, batch):
-    layout = LAYOUTS[name]
-    rng = np.random.default_rng(0)
-    points = rng.uniform(0, 100, batch + (layout.num_landmarks, 2)).astype(np.float32)
-    once = flip_points(points, 101, layout)
-    assert isinstance(once, np.ndarray) and once.dtype == np.float32
-    assert once.shape == points.shape
-    np.testing.assert_allclose(flip_points(once, 101, layout), points, atol=1e-5)
-
-
-def test_flip_points_pixel_centre_convention():
+def test_flip_permutation_swaps_the_outer_eye_corners():
     layout = LAYOUTS["aflw19"]
     points = np.zeros((19, 2), np.float32)
     points[6] = (0.0, 5.0)  # left outer eye corner in the first pixel column
     points[11] = (9.0, 7.0)  # right outer eye corner in the last column
-    flipped = flip_points(points, np.int64(10), layout)
+    flipped = mirror_points(points, 10, layout.flip_permutation)
     assert flipped.dtype == np.float32
     np.testing.assert_array_equal(flipped[11], (9.0, 5.0))
     np.testing.assert_array_equal(flipped[6], (0.0, 7.0))
-
-
-def test_flip_points_jit_and_vmap():
-    layout = LAYOUTS["wflw98"]
-    points = jnp.asarray(np.random.default_rng(1).uniform(0, 64, (2, 3, 98, 2)), dtype=jnp.float32)
-    expected = flip_points(np.asarray(points), 64, layout)
-    # layout as a static argument (hashable), width traced.
-    jitted = jax.jit(flip_points, static_argnames="layout")
-    out = jitted(points, jnp.int32(64), layout=layout)
-    assert isinstance(out, jax.Array) and out.dtype == jnp.float32
-    np.testing.assert_allclose(out, expected, atol=1e-5)
-    vmapped = jax.vmap(jax.vmap(lambda p: flip_points(p, 64, layout)))
-    np.testing.assert_allclose(jax.jit(vmapped)(points), expected, atol=1e-5)
-
-
-def test_flip_points_rejects_wrong_shape():
-    with pytest.raises(ValueError, match="68"):
-        flip_points(np.zeros((98, 2), np.float32), 64, LAYOUTS["ibug68"])
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sphm_jax import checkpoints, geometry, input_pipeline, predict, scoring, train
+from sphm_jax import checkpoints, geometry, input_pipeline, layouts, predict, scoring, train
+from tests.conftest import mirror_points
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -199,9 +200,7 @@ def test_flip_test_is_mirror_symmetric(tiny_checkpoint):
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     points, _ = predictor(image)
     mirrored, _ = predictor(image[:, ::-1])
-    from sphm_jax import layouts  # pylint: disable=g-import-not-at-top
-
-    expected = layouts.flip_points(points[0], 64, layouts.get_layout(68))
+    expected = mirror_points(points[0], 64, layouts.get_layout(68).flip_permutation)
     np.testing.assert_allclose(mirrored[0], expected, atol=1e-3)
 
 

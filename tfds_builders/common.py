@@ -35,7 +35,7 @@ import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
 
-from sphm_jax import image_io
+from sphm_jax import image_io, metrics
 from sphm_jax.landmark_io import AnnotationError
 
 
@@ -213,10 +213,9 @@ def same_stem_image(pts_path, suffixes=(".jpg", ".png")) -> epath.Path:
 
 def tight_box(landmarks: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """(x_min, y_min, x_max, y_max) of the visible landmarks."""
-    pts = landmarks[visible > 0]
-    if len(pts) == 0:
+    if not np.any(np.asarray(visible) > 0):
         raise DataError("no visible landmark to take a box from")
-    return np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
+    return np.asarray(metrics.tight_box(landmarks, visible), np.float32)
 
 
 def make_example(image, landmarks, image_id: str, visible=None, bbox=None, **metadata) -> dict:

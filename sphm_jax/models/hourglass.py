@@ -143,13 +143,18 @@ class FAN(_Layers):
     width: int = 256
     depth: int = 4
 
+    @property
+    def input_multiple(self) -> int:
+        """Input height and width must be multiples of this (the stem's /4, then /2 per level)."""
+        return input_multiple(self.depth)
+
     def config(self):
         """The architecture as a JSON-able dict: `FAN(**model.config())`."""
         return {f: getattr(self, f) for f in ARCH_FIELDS}
 
     @nn.compact
     def __call__(self, images, train: bool = False):
-        multiple = 2 ** (self.depth + 2)
+        multiple = self.input_multiple
         if images.shape[-3] % multiple or images.shape[-2] % multiple:
             raise ValueError(
                 f"FAN with hourglass depth {self.depth} needs image height and width "
@@ -184,9 +189,14 @@ class FAN(_Layers):
         return tuple(heatmaps)
 
 
+def input_multiple(depth: int) -> int:
+    """What a FAN of hourglass `depth` needs its input sides to be multiples of."""
+    return 2 ** (depth + 2)
+
+
 def abstract_variables(model):
     """Shapes and dtypes of a FAN's variables, computed without running it."""
-    side = 2 ** (model.depth + 2)  # The smallest input the hourglass takes.
+    side = model.input_multiple  # The smallest input the hourglass takes.
     images = jax.ShapeDtypeStruct((1, side, side, 3), jnp.float32)
     return jax.eval_shape(model.init, jax.random.key(0), images)
 
