@@ -66,13 +66,11 @@ def coverage(polygons, height: int, width: int, samples: int = SAMPLES):
     return r0, c0, np.cumsum(diff.reshape(h, w + 1)[:, :w], 1, dtype=np.float32)
 
 
-def catmull_rom(points, steps: int = 6, closed: bool = False) -> np.ndarray:
-    """A smooth curve through `points` float[N, 2] (every input point is a vertex of the output)."""
+def catmull_rom(points, steps: int = 6) -> np.ndarray:
+    """A smooth open curve through `points` float[N, 2] (each input point is an output vertex)."""
     p = np.asarray(points, np.float64)
-    if closed:
-        ext = np.concatenate([p[-1:], p, p[:2]])
-    else:
-        ext = np.concatenate([2 * p[:1] - p[1:2], p, 2 * p[-1:] - p[-2:-1]])
+    # Mirrored end points make the end tangents point along the first and last segments.
+    ext = np.concatenate([2 * p[:1] - p[1:2], p, 2 * p[-1:] - p[-2:-1]])
     p0, p1, p2, p3 = (ext[i : len(ext) - 3 + i, None] for i in range(4))
     t = (np.arange(steps) / steps)[None, :, None]
     curve = 0.5 * (
@@ -81,8 +79,7 @@ def catmull_rom(points, steps: int = 6, closed: bool = False) -> np.ndarray:
         + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
         + (3 * p1 - p0 - 3 * p2 + p3) * t**3
     )
-    curve = curve.reshape(-1, 2)
-    return curve if closed else np.concatenate([curve, p[-1:]])
+    return np.concatenate([curve.reshape(-1, 2), p[-1:]])
 
 
 def stroke(curve, width) -> np.ndarray:
