@@ -115,4 +115,4 @@ def pts_box(image_path) -> np.ndarray:
     finite = np.all(np.isfinite(points), axis=-1)
     if not finite.any():
         raise InputError(f"{pts}: no finite point to take a box from")
-    return np.asarray(metrics.tight_box(points, finite), np.float32)
+    return metrics.tight_box(points, finite)

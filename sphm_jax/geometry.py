@@ -71,6 +71,15 @@ def crop(center, size, out_size) -> jax.Array:
     return _affine(s, 0.0, mid - s * c[..., 0], 0.0, s, mid - s * c[..., 1])
 
 
+def box_crop(box, out_size, crop_scale=CROP_SCALE) -> jax.Array:
+    """The crop of a face box (x_min, y_min, x_max, y_max): a square `crop_scale` times the
+    box's longer side, centred on the box, resized to out_size (the training pipeline's rule)."""
+    box = _f32(box)
+    center = 0.5 * (box[..., :2] + box[..., 2:])
+    side = crop_scale * jnp.max(box[..., 2:] - box[..., :2], axis=-1)
+    return crop(center, side, out_size)
+
+
 def to_homogeneous(matrix) -> jax.Array:
     """float[..., 2, 3] -> float[..., 3, 3] with the row (0, 0, 1) appended."""
     matrix = _check_matrix(matrix)

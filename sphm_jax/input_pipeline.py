@@ -49,8 +49,16 @@ def load_builder(name: str, config):
     return builder
 
 
+def box_square(bbox, crop_scale):
+    """(centre, side) of the square geometry.box_crop cuts around a box (tf twin)."""
+    bbox = tf.cast(bbox, tf.float32)
+    center = 0.5 * (bbox[:2] + bbox[2:])
+    return center, crop_scale * tf.reduce_max(bbox[2:] - bbox[:2])
+
+
 def crop_matrix(center, side, size):
-    """The affine (original -> crop) of a square of `side` at `center` resized to size x size (tf)."""
+    """The affine (original -> crop) of a square of `side` at `center` resized to size x size
+    (tf twin of geometry.crop)."""
     scale = size / side
     mid = (size - 1) / 2.0
     zero = tf.zeros_like(scale)
@@ -100,9 +108,7 @@ def transform_points(points, matrix):
 
 def preprocess(example: dict, image_size: int, crop_scale: float = geometry.CROP_SCALE) -> dict:
     """One builder example -> the crop the network sees, with its landmarks and matrix."""
-    bbox = tf.cast(example["bbox"], tf.float32)
-    center = tf.stack([(bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0])
-    side = crop_scale * tf.maximum(bbox[2] - bbox[0], bbox[3] - bbox[1])
+    center, side = box_square(example["bbox"], crop_scale)
     matrix = crop_matrix(center, side, float(image_size))
     out = {k: v for k, v in example.items() if k != "image"}
     out["image"] = crop_and_resize(example["image"], center, side, image_size)

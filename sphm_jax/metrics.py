@@ -40,13 +40,18 @@ def _check_landmarks(pred, gt, visible):
     return pred, gt, visible
 
 
-def tight_box(points, visible=None) -> jax.Array:
-    """(x_min, y_min, x_max, y_max) of the visible points, float[..., 4]."""
-    points = jnp.asarray(points, jnp.float32)
-    vis = jnp.ones(points.shape[:-1], bool) if visible is None else jnp.asarray(visible) > 0
-    lo = jnp.min(jnp.where(vis[..., None], points, jnp.inf), axis=-2)
-    hi = jnp.max(jnp.where(vis[..., None], points, -jnp.inf), axis=-2)
-    return jnp.concatenate([lo, hi], axis=-1)
+def tight_box(points, visible=None):
+    """(x_min, y_min, x_max, y_max) of the visible points, float32[..., 4].
+
+    numpy in, numpy out (the dataset builders and the synthetic faces, which run in forked
+    workers where JAX must not); otherwise jax.
+    """
+    xp = np if isinstance(points, np.ndarray) and not isinstance(visible, jax.Array) else jnp
+    points = xp.asarray(points, xp.float32)
+    vis = xp.ones(points.shape[:-1], bool) if visible is None else xp.asarray(visible) > 0
+    lo = xp.min(xp.where(vis[..., None], points, xp.inf), axis=-2)
+    hi = xp.max(xp.where(vis[..., None], points, -xp.inf), axis=-2)
+    return xp.concatenate([lo, hi], axis=-1)
 
 
 def normalizer(gt, norm, visible=None, boxes=None, eye_indices=None) -> jax.Array:

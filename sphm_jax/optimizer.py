@@ -5,7 +5,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
-
 OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
 LR_SCHEDULES = ("step", "cosine")
 

@@ -23,7 +23,6 @@ import os
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 from absl import app, flags
@@ -56,10 +55,7 @@ _JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON f
 
 def crop_matrices(landmarks, image_size, face_size) -> jax.Array:
     """Crops a square around each face's tight landmark box, the face `face_size` px wide."""
-    box = metrics.tight_box(landmarks)
-    center = 0.5 * (box[:, :2] + box[:, 2:])
-    side = jnp.max(box[:, 2:] - box[:, :2], axis=-1) * image_size / face_size
-    return geometry.crop(center, side, image_size)
+    return geometry.box_crop(metrics.tight_box(landmarks), image_size, image_size / face_size)
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "quantize", "method", "window", "stride"))

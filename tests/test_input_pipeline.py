@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sphm_jax import input_pipeline
+from sphm_jax import geometry, input_pipeline
 from tfds_builders import common
 
 NUM_EXAMPLES = 13
@@ -182,3 +182,16 @@ def test_epoch_order_is_a_full_permutation_of_seed_and_epoch():
     np.testing.assert_array_equal(a, input_pipeline.epoch_order(3, 1, 1000))
     assert not np.array_equal(a, input_pipeline.epoch_order(3, 2, 1000))
     assert not np.array_equal(a, input_pipeline.epoch_order(4, 1, 1000))
+
+
+@pytest.mark.parametrize("crop_scale", [1.0, 256.0 / 220.0, 1.4])
+def test_the_tf_crop_is_geometry_box_crop(crop_scale):
+    boxes = np.random.default_rng(0).uniform(0, 300, (20, 4)).astype(np.float32)
+    boxes[:, 2:] = boxes[:, :2] + np.random.default_rng(1).uniform(5, 200, (20, 2))
+    for size in (64, 256):
+        expected = np.asarray(geometry.box_crop(boxes, size, crop_scale))
+        got = [
+            input_pipeline.crop_matrix(*input_pipeline.box_square(b, crop_scale), float(size))
+            for b in boxes
+        ]
+        np.testing.assert_allclose(np.stack(got), expected, rtol=1e-6, atol=1e-4)

@@ -215,7 +215,7 @@ def tight_box(landmarks: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """(x_min, y_min, x_max, y_max) of the visible landmarks."""
     if not np.any(np.asarray(visible) > 0):
         raise DataError("no visible landmark to take a box from")
-    return np.asarray(metrics.tight_box(landmarks, visible), np.float32)
+    return metrics.tight_box(np.asarray(landmarks), np.asarray(visible))
 
 
 def make_example(image, landmarks, image_id: str, visible=None, bbox=None, **metadata) -> dict:

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sphm_jax import metrics
 from sphm_jax.synthetic.face import BROWS, EYES, FaceParams, lerp, project, shape_landmarks
 from sphm_jax.synthetic.raster import catmull_rom, composite, ellipse, stroke
 from sphm_jax.synthetic.sampling import sample_params
@@ -174,7 +175,7 @@ def render(p: FaceParams) -> Face:
         )
         inside = (i >= 0) & (i < h) & (j >= 0) & (j < w)
         occluded[inside] |= cover.alpha[i[inside], j[inside]] > 0.5
-    bbox = np.concatenate([landmarks.min(0), landmarks.max(0)])
+    bbox = metrics.tight_box(landmarks)
     # Skin pores, film grain and the face's shading, all as one per-pixel gain.
     gain = (1 + p.texture * grain(rng, size)[..., 0]) * face_shading(p, face)
     image = finish(p, canvas, gain)

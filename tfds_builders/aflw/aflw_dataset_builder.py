@@ -17,7 +17,6 @@ Release facts (checked against the AFLW readers of PIPNet, SAN and FaRL/facer):
 
 from __future__ import annotations
 
-
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath

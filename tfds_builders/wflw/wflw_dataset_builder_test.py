@@ -7,10 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import tensorflow_datasets as tfds
 from etils import epath
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sphm_jax.landmark_io import AnnotationError
 from tfds_builders import common
