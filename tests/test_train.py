@@ -15,7 +15,7 @@ import optax
 import pytest
 import tensorflow as tf
 
-from sphm_jax import checkpoints, input_pipeline, optimizer, preemption, reporting, train
+from sphm_jax import checkpoints, input_pipeline, preemption, reporting, train
 from sphm_jax.models import FAN, abstract_variables
 from tests.conftest import RELIABILITY_OVERRIDES, ROOT, cli_args, run_python, tiny_config
 
@@ -240,16 +240,6 @@ def test_a_step_with_non_finite_variables_is_not_applied_and_is_named(data_dir):
         guard.check(train.variables_of(new))
 
 
-def test_describe_nonfinite_names_the_loss_and_the_gradient_norm():
-    finite = {"loss": np.bool_(False), "grad_norm": np.bool_(False), "variables": np.ones(1, bool)}
-    record = {"step": 3, "loss": np.nan, "grad_norm": np.inf, "finite": finite}
-    message = reporting.describe_nonfinite(record, ["params/w"])
-    assert message.startswith(
-        "training stopped at step 3: the loss is nan; the gradient norm is inf"
-    )
-    assert reporting.describe_nonfinite({**record, "step": 0}, ["params/w"]) is None
-
-
 def test_a_diverging_run_stops_naming_the_step_and_never_saves_non_finite_variables(
     data_dir, tmp_path
 ):
@@ -276,17 +266,3 @@ def test_resuming_a_workdir_of_another_model_size_says_so(data_dir, tmp_path):
     )
     with pytest.raises(ValueError, match=expected):
         train.train_and_evaluate(tiny_config(data_dir), str(tmp_path))
-
-
-@pytest.mark.parametrize("schedule", ["step", "cosine"])
-def test_learning_rate_schedules_warm_up_then_follow_their_shape(schedule):
-    config = tiny_config(num_train_steps=100, learning_rate=1e-3, warmup_steps=10)
-    config.lr_schedule = schedule
-    lr = optimizer.learning_rate_schedule(config, steps_per_epoch=8)
-    values = np.asarray([float(lr(s)) for s in range(101)])
-    np.testing.assert_allclose(values[:11], np.linspace(0.0, 1e-3, 11), rtol=1e-5, atol=1e-12)
-    if schedule == "step":  # x0.1 at epochs 25 and 40 of 50: steps 50 and 80 of 100
-        np.testing.assert_allclose(values[[49, 50, 79, 80]], [1e-3, 1e-4, 1e-4, 1e-5], rtol=1e-5)
-    else:  # a half cosine from the peak at step 10 down to 0 at step 100
-        expected = 0.5e-3 * (1 + np.cos(np.pi * (np.arange(10, 101) - 10) / 90))
-        np.testing.assert_allclose(values[10:], expected, rtol=1e-4, atol=1e-9)
