@@ -77,7 +77,7 @@ def collect_points(workdir: str, base, decoders, window: int, dp) -> dict:
     builder = input_pipeline.load_builder(base.eval_dataset or base.dataset, base)
     model, variables, settings = checkpoints.load_checkpoint(workdir, window=window)
     run = inference.landmark_fn(
-        model.apply,
+        model,
         variables,
         dp,
         decoders=tuple(decoders),

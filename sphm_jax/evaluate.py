@@ -85,7 +85,7 @@ def make_runner(m: Model, args, num_landmarks: int, dp):
     """run(global batch) -> {decoder: points, "scores": ...} of every --decoders, compiled once."""
     permutation = layouts.get_layout(num_landmarks).flip_permutation if args.flip else None
     return inference.landmark_fn(
-        m.model.apply,
+        m.model,
         m.variables,
         dp,
         decoders=args.decoders,

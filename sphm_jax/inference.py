@@ -58,17 +58,41 @@ def landmarks(
     return points, jnp.max(hm, axis=(1, 2))
 
 
-def landmark_fn(apply_fn: Callable, variables, dp, **decoding) -> Callable[[dict], dict]:
-    """batch {"image", "crop"} -> {decoder: points, "scores": peak scores}, jitted over `dp`.
-
-    The variables are replicated over the mesh once; batches are split along "data".
-    decoding: landmarks()'s keywords (decoders, window, temperature, flip_permutation).
-    """
-    points_of = functools.partial(landmarks, apply_fn, **decoding)
+@functools.lru_cache(maxsize=16)
+def _jitted_landmarks(model, dp, decoders, window, temperature, flip_permutation):
+    """One jitted function per architecture and decoding: models of one shape share a compile."""
 
     def run(variables, batch):
-        points, scores = points_of(variables, batch["image"], batch["crop"])
+        points, scores = landmarks(
+            model.apply,
+            variables,
+            batch["image"],
+            batch["crop"],
+            decoders=decoders,
+            window=window,
+            temperature=temperature,
+            flip_permutation=flip_permutation,
+        )
         return {**points, "scores": scores}
 
-    run = jax.jit(run, in_shardings=(dp.replicated, dp.data), out_shardings=dp.data)
+    return jax.jit(run, in_shardings=(dp.replicated, dp.data), out_shardings=dp.data)
+
+
+def landmark_fn(
+    model,
+    variables,
+    dp,
+    *,
+    decoders: Sequence[str] = ("local_softargmax",),
+    window: int = 5,
+    temperature: float = 10.0,
+    flip_permutation=None,
+) -> Callable[[dict], dict]:
+    """batch {"image", "crop"} -> {decoder: points, "scores": peak scores}, jitted over `dp`.
+
+    model: a FAN (hashable); its variables are replicated over the mesh once, batches are
+    split along "data".
+    """
+    flip = None if flip_permutation is None else tuple(int(i) for i in flip_permutation)
+    run = _jitted_landmarks(model, dp, tuple(decoders), int(window), float(temperature), flip)
     return functools.partial(run, jax.device_put(variables, dp.replicated))

@@ -56,7 +56,7 @@ class Predictor:
         # Whole batches per device: the last, short batch is padded, so one compile serves all.
         self._padded = math.ceil(self.batch_size / dp.mesh.size) * dp.mesh.size
         self._fn = inference.landmark_fn(
-            self.model.apply,
+            self.model,
             self.variables,
             dp,
             decoders=(self.decoder,),
