@@ -36,21 +36,7 @@ PIPELINES = (
     ("ours", None, "local_softargmax"),
 )
 
-_SIGMAS = flags.DEFINE_list("sigmas", ["1", "1.5", "2"], "Gaussian sigmas in heatmap px.")
-_NORM = flags.DEFINE_enum(
-    "norm",
-    None,
-    metrics.NORMS,
-    "NME normalisation; default inter_ocular where the layout has eyes.",
-)
-_NUM_SYNTHETIC = flags.DEFINE_integer("num_synthetic", 2000, "Faces in the synthetic set.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic set.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 256, "Network input side, px.")
-_HEATMAP_SIZE = flags.DEFINE_integer("heatmap_size", 64, "Heatmap side, px.")
-_FACE_SIZE = flags.DEFINE_float("face_size", 220.0, "Face side inside the crop, px.")
-_WINDOW = flags.DEFINE_integer("window", 5, "Local soft-argmax window.")
-_TEMPERATURE = flags.DEFINE_float("temperature", 10.0, "Local soft-argmax temperature.")
-_JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+FLAGS = flags.FLAGS
 
 
 def crop_matrices(landmarks, image_size, face_size) -> jax.Array:
@@ -173,27 +159,47 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def define_flags():
+    """The command's flags, defined only when it runs: importing roundtrip defines none."""
+    flags.DEFINE_list("sigmas", ["1", "1.5", "2"], "Gaussian sigmas in heatmap px.")
+    flags.DEFINE_enum(
+        "norm",
+        None,
+        metrics.NORMS,
+        "NME normalisation; default inter_ocular where the layout has eyes.",
+    )
+    flags.DEFINE_integer("num_synthetic", 2000, "Faces in the synthetic set.")
+    flags.DEFINE_integer("seed", 0, "Seed of the synthetic set.")
+    flags.DEFINE_integer("image_size", 256, "Network input side, px.")
+    flags.DEFINE_integer("heatmap_size", 64, "Heatmap side, px.")
+    flags.DEFINE_float("face_size", 220.0, "Face side inside the crop, px.")
+    flags.DEFINE_integer("window", 5, "Local soft-argmax window.")
+    flags.DEFINE_float("temperature", 10.0, "Local soft-argmax temperature.")
+    flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+
+
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         sets = [load_landmark_set(spec) for spec in argv[1:]]
     else:
-        landmarks, _ = synthetic.sample_landmarks(_SEED.value, _NUM_SYNTHETIC.value)
+        landmarks, _ = synthetic.sample_landmarks(FLAGS.seed, FLAGS.num_synthetic)
         sets = [("synthetic", landmarks)]
     rows = report(
         sets,
-        [float(s) for s in _SIGMAS.value],
-        _NORM.value,
-        image_size=_IMAGE_SIZE.value,
-        heatmap_size=_HEATMAP_SIZE.value,
-        face_size=_FACE_SIZE.value,
-        window=_WINDOW.value,
-        temperature=_TEMPERATURE.value,
+        [float(s) for s in FLAGS.sigmas],
+        FLAGS.norm,
+        image_size=FLAGS.image_size,
+        heatmap_size=FLAGS.heatmap_size,
+        face_size=FLAGS.face_size,
+        window=FLAGS.window,
+        temperature=FLAGS.temperature,
     )
     print(format_table(rows))
-    if _JSON.value:
-        with open(_JSON.value, "w") as f:
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
             json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from absl import flags
 
 from sphm_jax import landmark_io, roundtrip, synthetic
 
@@ -70,3 +71,8 @@ def test_bad_landmark_sets_are_named(tmp_path):
     (tmp_path / "b.pts").write_text(landmark_io.format_pts(np.zeros((5, 2))))
     with pytest.raises(ValueError, match=r"different point counts \[5, 68\]"):
         roundtrip.load_landmark_set(str(tmp_path))
+
+
+def test_importing_defines_no_flags():
+    # Tests and tools import it as a library; its flags belong to `python -m sphm_jax.roundtrip`.
+    assert not {"sigmas", "num_synthetic", "face_size", "json"} & set(flags.FLAGS)
