@@ -15,16 +15,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sphm_jax import checkpoints, geometry, input_pipeline, layouts, predict, scoring, train
-from tests.conftest import mirror_points
+from sphm_jax import checkpoints, geometry, input_pipeline, predict, scoring, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _tiny_predictor(tiny_checkpoint, **kwargs):
-    directory, config = tiny_checkpoint
-    kwargs = {"image_size": config.image_size, "crop_scale": config.crop_scale, **kwargs}
-    return predict.Predictor.load(directory, **kwargs)
 
 
 def _write_rgb(path, shape, seed=0):
@@ -193,42 +186,6 @@ def test_odd_formats_broken_files_and_bad_boxes_in_one_run(tmp_path, tiny_checkp
     # The grey, RGBA (opaque) and 16-bit images hold the same pixels as channel 0 of rgb.png's.
     by_image = {r["image"]: np.array(r["landmarks"]) for r in records if r["error"] is None}
     np.testing.assert_allclose(by_image["grey.png"], by_image["sixteen.png"], atol=1e-4)
-
-
-def test_flip_test_is_mirror_symmetric(tiny_checkpoint):
-    predictor = _tiny_predictor(tiny_checkpoint, flip=True, crop_scale=1.0)
-    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    points, _ = predictor(image)
-    mirrored, _ = predictor(image[:, ::-1])
-    expected = mirror_points(points[0], 64, layouts.get_layout(68).flip_permutation)
-    np.testing.assert_allclose(mirrored[0], expected, atol=1e-3)
-
-
-def test_any_batch_size_gives_the_same_landmarks(tiny_checkpoint):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (7, 64, 64, 3), dtype=np.uint8)
-    crops = np.tile(np.asarray(geometry.identity()), (7, 1, 1))
-    results = [
-        _tiny_predictor(tiny_checkpoint, batch_size=b).predict_crops(images, crops)
-        for b in (1, 3, 8)
-    ]
-    for points, scores in results[1:]:
-        np.testing.assert_allclose(points, results[0][0], atol=1e-4)
-        np.testing.assert_allclose(scores, results[0][1], atol=1e-5)
-    assert results[0][0].shape == (7, 68, 2) and results[0][1].shape == (7, 68)
-
-
-def test_workdir_supplies_crop_and_decoder(tmp_path, tiny_checkpoint):
-    directory, config = tiny_checkpoint
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    os.symlink(directory, workdir / "checkpoints")
-    (workdir / "config.json").write_text(
-        json.dumps({"image_size": 64, "crop_scale": 1.5, "decoder": "argmax"})
-    )
-    predictor = predict.Predictor.load(workdir)
-    assert (predictor.image_size, predictor.crop_scale, predictor.decoder) == (64, 1.5, "argmax")
-    assert predict.Predictor.load(workdir, decoder="dark").decoder == "dark"
 
 
 def test_missing_input_and_checkpoint_exit_2(tmp_path, tiny_checkpoint, capsys):
