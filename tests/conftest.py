@@ -12,9 +12,16 @@ import subprocess
 import sys
 import tempfile
 
-import jax
-import numpy as np
-import pytest
+# The suite compiles hundreds of tiny programs, where XLA's LLVM backend dominates: at -O0 it
+# compiles them 2-6x faster (a tiny run: 68 -> 36 s) from the same HLO. Set before JAX starts,
+# and inherited by every process the tests start; tests of the flags themselves clear it.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):  # xdist workers inherit it
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 # pytest-xdist's workers inherit the variable from the process that made the folder first.
 _OWN_CACHE = "SPHM_JAX_TESTS_XLA_CACHE" not in os.environ

@@ -17,7 +17,14 @@ import tensorflow as tf
 
 from sphm_jax import checkpoints, input_pipeline, preemption, reporting, train
 from sphm_jax.models import FAN, abstract_variables
-from tests.conftest import RELIABILITY_OVERRIDES, ROOT, cli_args, run_python, tiny_config
+from tests.conftest import (
+    RELIABILITY_OVERRIDES,
+    ROOT,
+    TEST_XLA_FLAGS,
+    cli_args,
+    run_python,
+    tiny_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +101,7 @@ def param_rel_diff(a_dir, b_dir) -> float:
 
 def start_two_processes(data_dir, workdir, overrides, port):
     """`main` as processes 0 and 1 of a run over 127.0.0.1, two CPU devices each."""
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {TEST_XLA_FLAGS}"}
     env = {**os.environ, **env, "PYTHONPATH": ROOT}
     return [
         subprocess.Popen(
