@@ -122,6 +122,7 @@ def start_two_processes(data_dir, workdir, overrides, port):
     ]
 
 
+@pytest.mark.multiprocess
 def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(data_dir, tmp_path):
     # Two processes with two devices each: the batch split over local devices and over hosts.
     # SGD, not Adam: Adam's first steps are sign steps, which turn the reduction-order noise of
