@@ -1,0 +1,331 @@
+"""Export: the network and a decoder in one file that runs without this package.
+
+    python -m sphm_jax.export --checkpoint WORKDIR_OR_CKPT --output DIR --format onnx
+
+The artefact takes uint8 RGB crops [N, S, S, 3] ("images") and returns
+"landmarks" float32[N, K, 2] in crop pixels (x, y; pixel centres at integer
+coordinates) and "scores" float32[N, K] (each heatmap's maximum). Formats:
+stablehlo (jax.export, reloads with jax.export.deserialize), onnx (jax2onnx,
+runs in onnxruntime), tflite (jax2tf + the TFLite converter, runs in LiteRT;
+fixed batch, see export_tflite) and savedmodel (jax2tf, runs in TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sphm_jax import checkpoints, geometry, heatmaps, inference, storage
+
+FORMATS = ("stablehlo", "onnx", "tflite", "savedmodel")
+FILE_NAMES = {
+    "stablehlo": "landmarks.stablehlo",
+    "onnx": "landmarks.onnx",
+    "tflite": "landmarks.tflite",
+    "savedmodel": "landmarks_savedmodel",
+}
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("landmarks", "scores")
+EXTRA = "pip install 'sphm_jax[export]' (or '.[export]' in a clone)"
+
+
+def landmark_fn(
+    model,
+    variables,
+    *,
+    decoder="local_softargmax",
+    window=5,
+    temperature=10.0,
+    flip_permutation=None,
+):
+    """images uint8[N, S, S, 3] -> (landmarks float32[N, K, 2] in crop pixels, scores float32[N, K]).
+
+    The variables are closed over, so every format stores them as constants in its one file.
+    """
+    if decoder not in heatmaps.METHODS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose one of {heatmaps.METHODS}")
+
+    def fn(images):
+        hm = inference.network_heatmaps(model.apply, variables, images, flip_permutation)
+        stride = images.shape[1] // hm.shape[1]
+        in_map = heatmaps.decode(hm, decoder, window, temperature)
+        return geometry.heatmap_to_image(in_map, stride), jnp.max(hm, axis=(1, 2))
+
+    return fn
+
+
+def _image_spec(image_size, batch):
+    return jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.uint8)
+
+
+def export_stablehlo(fn, image_size) -> bytes:
+    """Serialized jax.export.Exported with a symbolic batch, lowered for CPU, CUDA and TPU."""
+    (batch,) = jax.export.symbolic_shape("N")
+    exported = jax.export.export(jax.jit(fn), platforms=("cpu", "cuda", "tpu"))(
+        _image_spec(image_size, batch)
+    )
+    return bytes(exported.serialize())
+
+
+def _require(module, fmt):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as e:
+        raise ImportError(f"--format {fmt} needs {module.split('.')[0]}: {EXTRA}") from e
+
+
+def export_onnx(fn, image_size) -> bytes:
+    """An ONNX model (opset 23) with a dynamic batch "N", converted by jax2onnx."""
+    jax2onnx = _require("jax2onnx", "onnx")
+    proto = jax2onnx.to_onnx(
+        fn,
+        [jax.ShapeDtypeStruct(("N", image_size, image_size, 3), jnp.uint8)],
+        model_name="sphm_landmarks",
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+    )
+    return proto.SerializeToString()
+
+
+def _tf_function(fn, image_size, batch):
+    """fn as a tf.function through jax2tf (StableHLO inside an XlaCallModule op)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+
+    converted = jax2tf.convert(fn, polymorphic_shapes=None if batch else ["(N, ...)"])
+    spec = tf.TensorSpec([batch, image_size, image_size, 3], tf.uint8, name=INPUT_NAME)
+
+    def named(images):
+        return dict(zip(OUTPUT_NAMES, converted(images)))
+
+    return tf.function(named, autograph=False, input_signature=[spec])
+
+
+def export_tflite(fn, image_size, batch=1, float16=False) -> bytes:
+    """A TFLite flatbuffer with signature "serving_default" for a fixed batch.
+
+    The converter refuses the decoder's gathers when the batch is dynamic
+    ("'mhlo.gather' op Dynamic shaped operand is not supported"), so the batch is fixed here.
+    """
+    tf = _require("tensorflow", "tflite")
+    tf_fn = _tf_function(fn, image_size, batch)
+    module = tf.Module()
+    module.f = tf_fn
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [tf_fn.get_concrete_function()], module
+    )
+    if float16:  # weights stored as float16, computed in float32
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def export_savedmodel(fn, image_size, directory) -> None:
+    """A TensorFlow SavedModel with a dynamic batch (signature "serving_default")."""
+    tf = _require("tensorflow", "savedmodel")
+    module = tf.Module()
+    module.f = _tf_function(fn, image_size, None)
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": module.f})
+
+
+def write(fn, fmt, image_size, output, batch=1, float16=False):
+    """Writes fn in `fmt` under the directory `output`; returns the artefact's path."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    output = storage.path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / FILE_NAMES[fmt]
+    if float16:
+        if fmt != "tflite":
+            raise ValueError(f"float16 weights are offered for tflite only, not {fmt}")
+        path = output / "landmarks_float16.tflite"
+    if fmt == "savedmodel":
+        export_savedmodel(fn, image_size, path)
+        return path
+    if fmt == "stablehlo":
+        data = export_stablehlo(fn, image_size)
+    elif fmt == "onnx":
+        data = export_onnx(fn, image_size)
+    else:
+        data = export_tflite(fn, image_size, batch, float16)
+    path.write_bytes(data)
+    return path
+
+
+def _file_bytes(path) -> int:
+    """Size of a file, or of all files under a directory (a SavedModel)."""
+    path = storage.path(path)
+    if not path.is_dir():
+        return path.stat().length
+    return sum(_file_bytes(child) for child in path.iterdir())
+
+
+def runner(fmt, path, num_threads=None):
+    """images uint8[N, S, S, 3] -> (landmarks, scores) as numpy, run by the format's own runtime."""
+    path = str(path)
+    if fmt == "stablehlo":
+        call = jax.jit(jax.export.deserialize(bytearray(storage.path(path).read_bytes())).call)
+        return lambda x: tuple(np.asarray(a) for a in call(x))
+    if fmt == "onnx":
+        ort = _require("onnxruntime", fmt)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # jax2onnx's layout hints print a warning per conv
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return lambda x: tuple(session.run(list(OUTPUT_NAMES), {INPUT_NAME: x}))
+    if fmt == "tflite":
+        litert = _require("ai_edge_litert.interpreter", fmt)
+        signature = litert.Interpreter(
+            model_path=path, num_threads=num_threads
+        ).get_signature_runner()
+        return lambda x: tuple(signature(**{INPUT_NAME: x})[k] for k in OUTPUT_NAMES)
+    if fmt == "savedmodel":
+        tf = _require("tensorflow", fmt)
+        serving = tf.saved_model.load(path).signatures["serving_default"]
+        return lambda x: tuple(
+            serving(**{INPUT_NAME: tf.constant(x)})[k].numpy() for k in OUTPUT_NAMES
+        )
+    raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+
+
+def _median_seconds(call, images, repeats):
+    call(images)  # warm-up: compilation, allocation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call(images)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _faces(image_size, batch, seed=0):
+    return np.random.default_rng(seed).integers(
+        0, 256, (batch, image_size, image_size, 3), np.uint8
+    )
+
+
+def benchmark(model, variables, image_size, output, repeats=5, batches=(1, 32), formats=FORMATS):
+    """Yields one record per (implementation, batch): faces/s, file size, max landmark difference.
+
+    "jax" is the jitted landmark_fn the artefacts are compared with; the tflite
+    files are fixed-batch, so one is written per batch.
+    """
+    fn = landmark_fn(model, variables)
+    jitted = jax.jit(fn)
+    reference = {b: np.asarray(jitted(_faces(image_size, b))[0]) for b in batches}
+    for b in batches:
+        seconds = _median_seconds(
+            lambda x: jax.block_until_ready(jitted(x)), _faces(image_size, b), repeats
+        )
+        yield {"what": "export", "impl": "jax", "batch": b, "faces_per_s": b / seconds}
+    for fmt in formats:
+        for b in batches if fmt == "tflite" else batches[:1]:
+            start = time.perf_counter()
+            path = write(fn, fmt, image_size, storage.path(output) / f"{fmt}_{b}", batch=b)
+            export_s = time.perf_counter() - start
+            run = runner(fmt, path)
+            for rb in (b,) if fmt == "tflite" else batches:
+                got = run(_faces(image_size, rb))[0]
+                seconds = _median_seconds(run, _faces(image_size, rb), repeats)
+                yield {
+                    "what": "export",
+                    "impl": fmt,
+                    "batch": rb,
+                    "faces_per_s": rb / seconds,
+                    "megabytes": _file_bytes(path) / 1e6,
+                    "export_s": export_s,
+                    "max_landmark_diff_px": float(np.max(np.abs(got - reference[rb]))),
+                }
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m sphm_jax.export",
+        description="Write the network and its decoder as one StableHLO, ONNX, TFLite or "
+        "SavedModel artefact: uint8 crops in, landmarks in crop pixels and scores out.",
+    )
+    parser.add_argument("--checkpoint", required=True, help="training workdir or checkpoint dir")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--output", required=True, help="directory to write the artefact to")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="artefact format")
+    parser.add_argument(
+        "--decoder",
+        default=None,
+        choices=heatmaps.METHODS,
+        help="default: the workdir's config, else local_softargmax",
+    )
+    parser.add_argument("--window", type=int, default=None, help="local soft-argmax window")
+    parser.add_argument("--temperature", type=float, default=None, help="soft-argmax tau")
+    parser.add_argument(
+        "--image_size",
+        type=int,
+        default=None,
+        help="crop side S (default: the workdir's config, else 256)",
+    )
+    parser.add_argument("--batch", type=int, default=1, help="tflite only: its fixed batch")
+    parser.add_argument("--float16", action="store_true", help="tflite only: float16 weights")
+    return parser.parse_args(argv)
+
+
+def _describe(args, settings, model, path) -> dict:
+    s = settings["image_size"]
+    k = model.num_landmarks
+    batch = args.batch if args.format == "tflite" else "N"
+    return {
+        "format": args.format,
+        "file": path.name,
+        "checkpoint": str(args.checkpoint),
+        "inputs": {INPUT_NAME: {"dtype": "uint8", "shape": [batch, s, s, 3], "layout": "RGB"}},
+        "outputs": {
+            "landmarks": {"dtype": "float32", "shape": [batch, k, 2], "unit": "crop pixels"},
+            "scores": {"dtype": "float32", "shape": [batch, k]},
+        },
+        **{key: settings[key] for key in ("decoder", "window", "temperature")},
+    }
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    try:
+        if args.batch < 1:
+            raise ValueError(f"--batch must be >= 1, got {args.batch}")
+        model, variables, settings = checkpoints.load_checkpoint(
+            args.checkpoint,
+            args.step,
+            dtype="float32",
+            image_size=args.image_size,
+            decoder=args.decoder,
+            window=args.window,
+            temperature=args.temperature,
+        )
+        defaults = {
+            "image_size": 256,
+            "decoder": "local_softargmax",
+            "window": 5,
+            "temperature": 10.0,
+        }
+        settings = {**defaults, **settings}
+        fn = landmark_fn(
+            model,
+            variables,
+            decoder=settings["decoder"],
+            window=settings["window"],
+            temperature=settings["temperature"],
+        )
+        path = write(fn, args.format, settings["image_size"], args.output, args.batch, args.float16)
+        description = _describe(args, settings, model, path)
+        (path.parent / f"{path.name}.json").write_text(json.dumps(description, indent=2))
+        print(f"wrote {path} ({_file_bytes(path) / 1e6:.1f} MB): {json.dumps(description)}")
+    except (OSError, ImportError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
