@@ -27,7 +27,7 @@ from absl import app, flags
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sphm_jax import config_files, heatmaps, train, xla_cpu
+from sphm_jax import config_files, export, heatmaps, train, xla_cpu
 
 WHAT = ("train", "eval", "decode", "input")  # "all"; "loop" (minutes: whole epochs) on request
 # Dense peak TFLOP/s per device: (device kind substring, bfloat16, float32 as the matmul units run it).
@@ -47,7 +47,10 @@ PEAK_TFLOPS = (
 FLAGS = flags.FLAGS
 config_files.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
 flags.DEFINE_enum(
-    "what", "all", WHAT + ("loop", "all", "sweep"), "What to time (sweep: only --sweep)."
+    "what",
+    "all",
+    WHAT + ("loop", "export", "all", "sweep"),
+    "What to time (sweep: only --sweep; export: sphm_jax.export's artefacts, minutes).",
 )
 flags.DEFINE_enum("reference", "none", ("none", "torch"), "Also time the PyTorch reference.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per measurement; the median is reported.")
@@ -590,6 +593,8 @@ def run(config, what: str, reference: str, repeats: int, **options):
         yield from _measured(setups, repeats)
     if "loop" in whats:
         yield jax_loop(config, options.get("loop_steps", 0))
+    if "export" in whats:
+        yield from export.benchmark_config(config, k, repeats)
     if "train" in whats:
         setups = [jax_train(config, k)]
         if reference == "torch":

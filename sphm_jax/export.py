@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sphm_jax import checkpoints, geometry, heatmaps, inference, storage
+from sphm_jax.models import FAN
 
 FORMATS = ("stablehlo", "onnx", "tflite", "savedmodel")
 FILE_NAMES = {
@@ -64,9 +65,10 @@ def _image_spec(image_size, batch):
     return jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.uint8)
 
 
-def export_stablehlo(fn, image_size) -> bytes:
-    """Serialized jax.export.Exported with a symbolic batch, lowered for CPU, CUDA and TPU."""
-    (batch,) = jax.export.symbolic_shape("N")
+def export_stablehlo(fn, image_size, batch=None) -> bytes:
+    """Serialized jax.export.Exported (batch None: symbolic "N"), lowered for CPU, CUDA and TPU."""
+    if batch is None:
+        (batch,) = jax.export.symbolic_shape("N")
     exported = jax.export.export(jax.jit(fn), platforms=("cpu", "cuda", "tpu"))(
         _image_spec(image_size, batch)
     )
@@ -80,17 +82,43 @@ def _require(module, fmt):
         raise ImportError(f"--format {fmt} needs {module.split('.')[0]}: {EXTRA}") from e
 
 
-def export_onnx(fn, image_size) -> bytes:
-    """An ONNX model (opset 23) with a dynamic batch "N", converted by jax2onnx."""
+def export_onnx(fn, image_size, batch=None) -> bytes:
+    """An ONNX model (opset 23; batch None: dynamic "N"), converted by jax2onnx.
+
+    jax2onnx 0.17.1 cannot lower the integer remainder of the argmax decoders
+    with a dynamic batch; a fixed batch converts them.
+    """
     jax2onnx = _require("jax2onnx", "onnx")
-    proto = jax2onnx.to_onnx(
-        fn,
-        [jax.ShapeDtypeStruct(("N", image_size, image_size, 3), jnp.uint8)],
-        model_name="sphm_landmarks",
-        input_names=[INPUT_NAME],
-        output_names=list(OUTPUT_NAMES),
-    )
-    return proto.SerializeToString()
+    try:
+        proto = jax2onnx.to_onnx(
+            fn,
+            [
+                jax.ShapeDtypeStruct(
+                    ("N" if batch is None else batch,) + (image_size,) * 2 + (3,), jnp.uint8
+                )
+            ],
+            model_name="sphm_landmarks",
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+        )
+    except jax.export.InconclusiveDimensionOperation as e:
+        raise ValueError(
+            f"jax2onnx cannot convert this with a dynamic batch ({e}); a fixed --batch converts it"
+        ) from e
+    data = proto.SerializeToString()
+    _check_onnx_loads(data)
+    return data
+
+
+def _check_onnx_loads(data):
+    """Raises if onnxruntime refuses the model (jax2onnx's DARK graph fails its shape inference)."""
+    ort = _require("onnxruntime", "onnx")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph types
+        raise ValueError(f"onnxruntime cannot load the model jax2onnx wrote: {e}") from e
 
 
 def _tf_function(fn, image_size, batch):
@@ -126,16 +154,19 @@ def export_tflite(fn, image_size, batch=1, float16=False) -> bytes:
     return converter.convert()
 
 
-def export_savedmodel(fn, image_size, directory) -> None:
-    """A TensorFlow SavedModel with a dynamic batch (signature "serving_default")."""
+def export_savedmodel(fn, image_size, directory, batch=None) -> None:
+    """A TensorFlow SavedModel (batch None: dynamic) with signature "serving_default"."""
     tf = _require("tensorflow", "savedmodel")
     module = tf.Module()
-    module.f = _tf_function(fn, image_size, None)
+    module.f = _tf_function(fn, image_size, batch)
     tf.saved_model.save(module, str(directory), signatures={"serving_default": module.f})
 
 
-def write(fn, fmt, image_size, output, batch=1, float16=False):
-    """Writes fn in `fmt` under the directory `output`; returns the artefact's path."""
+def write(fn, fmt, image_size, output, batch=None, float16=False):
+    """Writes fn in `fmt` under the directory `output`; returns the artefact's path.
+
+    batch None: dynamic, except tflite (batch 1), whose converter needs a fixed one.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     output = storage.path(output)
@@ -146,14 +177,14 @@ def write(fn, fmt, image_size, output, batch=1, float16=False):
             raise ValueError(f"float16 weights are offered for tflite only, not {fmt}")
         path = output / "landmarks_float16.tflite"
     if fmt == "savedmodel":
-        export_savedmodel(fn, image_size, path)
+        export_savedmodel(fn, image_size, path, batch)
         return path
     if fmt == "stablehlo":
-        data = export_stablehlo(fn, image_size)
+        data = export_stablehlo(fn, image_size, batch)
     elif fmt == "onnx":
-        data = export_onnx(fn, image_size)
+        data = export_onnx(fn, image_size, batch)
     else:
-        data = export_tflite(fn, image_size, batch, float16)
+        data = export_tflite(fn, image_size, batch or 1, float16)
     path.write_bytes(data)
     return path
 
@@ -226,7 +257,13 @@ def benchmark(model, variables, image_size, output, repeats=5, batches=(1, 32), 
     for fmt in formats:
         for b in batches if fmt == "tflite" else batches[:1]:
             start = time.perf_counter()
-            path = write(fn, fmt, image_size, storage.path(output) / f"{fmt}_{b}", batch=b)
+            path = write(
+                fn,
+                fmt,
+                image_size,
+                storage.path(output) / f"{fmt}_{b}",
+                batch=b if fmt == "tflite" else None,
+            )
             export_s = time.perf_counter() - start
             run = runner(fmt, path)
             for rb in (b,) if fmt == "tflite" else batches:
@@ -241,6 +278,22 @@ def benchmark(model, variables, image_size, output, repeats=5, batches=(1, 32), 
                     "export_s": export_s,
                     "max_landmark_diff_px": float(np.max(np.abs(got - reference[rb]))),
                 }
+
+
+def benchmark_config(config, num_landmarks, repeats, batches=(1, 32)):
+    """benchmark() on FAN(config.model) at config.image_size, float32 random weights.
+
+    Speed does not depend on the weights; the artefacts go to a temporary directory.
+    """
+    import tempfile  # pylint: disable=g-import-not-at-top
+
+    arch = {k: config.model[k] for k in ("num_stacks", "width", "depth")}
+    model = FAN(num_landmarks=num_landmarks, **arch)
+    size = config.image_size
+    variables = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False)
+    with tempfile.TemporaryDirectory(prefix="sphm_export_") as output:
+        for r in benchmark(model, variables, size, output, repeats, batches):
+            yield {**r, "image_size": size, "model": dict(arch, num_landmarks=num_landmarks)}
 
 
 def _parse_args(argv):
@@ -267,7 +320,12 @@ def _parse_args(argv):
         default=None,
         help="crop side S (default: the workdir's config, else 256)",
     )
-    parser.add_argument("--batch", type=int, default=1, help="tflite only: its fixed batch")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="a fixed batch (default: dynamic; tflite: 1, its converter needs a fixed one)",
+    )
     parser.add_argument("--float16", action="store_true", help="tflite only: float16 weights")
     return parser.parse_args(argv)
 
@@ -275,7 +333,7 @@ def _parse_args(argv):
 def _describe(args, settings, model, path) -> dict:
     s = settings["image_size"]
     k = model.num_landmarks
-    batch = args.batch if args.format == "tflite" else "N"
+    batch = args.batch or (1 if args.format == "tflite" else "N")
     return {
         "format": args.format,
         "file": path.name,
@@ -292,7 +350,7 @@ def _describe(args, settings, model, path) -> dict:
 def main(argv=None):
     args = _parse_args(argv)
     try:
-        if args.batch < 1:
+        if args.batch is not None and args.batch < 1:
             raise ValueError(f"--batch must be >= 1, got {args.batch}")
         model, variables, settings = checkpoints.load_checkpoint(
             args.checkpoint,

@@ -86,7 +86,8 @@ def trained(uninterrupted):
 def test_trained_model_artefact_matches_inference(fmt, trained, crops, tmp_path, capsys):
     workdir, model, variables, settings = trained
     args = ["--checkpoint", str(workdir), "--output", str(tmp_path), "--format", fmt]
-    assert export.main([*args, "--batch", str(TFLITE_BATCH)]) == 0
+    batch = ["--batch", str(TFLITE_BATCH)] if fmt == "tflite" else []
+    assert export.main([*args, *batch]) == 0
     path = tmp_path / export.FILE_NAMES[fmt]
     description = json.loads((tmp_path / f"{path.name}.json").read_text())
     assert description["decoder"] == settings["decoder"] == "local_softargmax"
@@ -108,10 +109,9 @@ def face_alignment_fan():
     return convert.fan_from_torch(fa_models.FAN(1).state_dict())
 
 
-@pytest.mark.parametrize("decoder", ["local_softargmax", "argmax_quarter"])
-def test_converted_face_alignment_fan_in_stablehlo(decoder, face_alignment_fan, crops, tmp_path):
+def test_converted_face_alignment_fan_in_stablehlo(face_alignment_fan, crops, tmp_path):
     model, variables = face_alignment_fan
-    settings = {"decoder": decoder, "window": 5, "temperature": 10.0}
+    settings = {"decoder": "local_softargmax", "window": 5, "temperature": 10.0}
     fn = export.landmark_fn(model, variables, **settings)
     path = export.write(fn, "stablehlo", 64, tmp_path)
     assert_parity(
@@ -119,6 +119,17 @@ def test_converted_face_alignment_fan_in_stablehlo(decoder, face_alignment_fan, 
     )
 
 
+@pytest.mark.xdist_group("uninterrupted")
+def test_any_decoder_is_selectable(trained, crops, tmp_path):
+    workdir, model, variables, settings = trained
+    args = ["--checkpoint", str(workdir), "--output", str(tmp_path), "--format", "stablehlo"]
+    assert export.main([*args, "--decoder", "argmax_quarter"]) == 0
+    settings = {**settings, "decoder": "argmax_quarter"}
+    got = run_artefact("stablehlo", tmp_path / "landmarks.stablehlo", crops)
+    assert_parity(got, expected(model, variables, crops, settings))
+
+
+@pytest.mark.xdist_group("uninterrupted")
 def test_tflite_float16_weights_keep_landmarks_close(trained, crops, tmp_path):
     _, model, variables, settings = trained
     fn = export.landmark_fn(model, variables)
@@ -129,18 +140,20 @@ def test_tflite_float16_weights_keep_landmarks_close(trained, crops, tmp_path):
     assert 0 < np.max(np.abs(got[0] - want[0])) < 0.5
 
 
-def test_bad_input_is_named(tiny_checkpoint_dir, tmp_path, capsys, monkeypatch):
+@pytest.mark.xdist_group("uninterrupted")
+def test_bad_input_is_named(trained, tmp_path, capsys, monkeypatch):
+    workdir = trained[0]
     out = ["--output", str(tmp_path)]
     assert export.main(["--checkpoint", str(tmp_path / "nope"), *out, "--format", "onnx"]) == 1
     assert "nope" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        export.main(["--checkpoint", str(tiny_checkpoint_dir), *out, "--format", "pb"])
+        export.main(["--checkpoint", str(workdir), *out, "--format", "pb"])
     assert "invalid choice: 'pb'" in capsys.readouterr().err
-    ckpt = ["--checkpoint", str(tiny_checkpoint_dir), *out]
+    ckpt = ["--checkpoint", str(workdir), *out]
     assert export.main([*ckpt, "--format", "onnx", "--float16"]) == 1
     assert "float16 weights are offered for tflite only" in capsys.readouterr().err
     monkeypatch.setitem(__import__("sys").modules, "jax2onnx", None)  # as if not installed
-    assert export.main([*ckpt, "--format", "onnx", "--image_size", "64"]) == 1
+    assert export.main([*ckpt, "--format", "onnx"]) == 1
     assert "pip install 'sphm_jax[export]'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown decoder 'soft'"):
         export.landmark_fn(None, None, decoder="soft")
