@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -265,7 +266,8 @@ def benchmark(model, variables, image_size, output, repeats=5, batches=(1, 32), 
                 batch=b if fmt == "tflite" else None,
             )
             export_s = time.perf_counter() - start
-            run = runner(fmt, path)
+            # All cores, as XLA and onnxruntime take by default.
+            run = runner(fmt, path, num_threads=os.cpu_count())
             for rb in (b,) if fmt == "tflite" else batches:
                 got = run(_faces(image_size, rb))[0]
                 seconds = _median_seconds(run, _faces(image_size, rb), repeats)
