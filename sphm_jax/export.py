@@ -102,7 +102,7 @@ def export_onnx(fn, image_size, batch=None) -> bytes:
             input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES),
         )
-    except jax.export.InconclusiveDimensionOperation as e:
+    except jax.errors.InconclusiveDimensionOperation as e:
         raise ValueError(
             f"jax2onnx cannot convert this with a dynamic batch ({e}); a fixed --batch converts it"
         ) from e

@@ -157,3 +157,12 @@ def test_bad_input_is_named(trained, tmp_path, capsys, monkeypatch):
     assert "pip install 'sphm_jax[export]'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown decoder 'soft'"):
         export.landmark_fn(None, None, decoder="soft")
+
+
+@pytest.mark.xdist_group("uninterrupted")
+def test_onnx_argmax_with_a_dynamic_batch_says_to_fix_it(trained, tmp_path, capsys):
+    args = ["--checkpoint", str(trained[0]), "--output", str(tmp_path), "--format", "onnx"]
+    assert export.main([*args, "--decoder", "argmax"]) == 1
+    err = capsys.readouterr().err
+    assert "Symbolic dimension 'N'" in err and "a fixed --batch converts it" in err
+    assert not (tmp_path / "landmarks.onnx").exists()
