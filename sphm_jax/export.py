@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 import jax
@@ -241,6 +242,19 @@ def _faces(image_size, batch, seed=0):
     )
 
 
+def _timing(impl, batch, seconds) -> dict:
+    """The fields every sphm_jax.benchmark record has (images are faces here)."""
+    return {
+        "what": "export",
+        "impl": impl,
+        "batch_size": batch,
+        "images_per_s": batch / seconds,
+        "step_ms": seconds * 1e3,
+        "device": jax.devices()[0].device_kind,
+        "load_avg_1min": os.getloadavg()[0],
+    }
+
+
 def benchmark(model, variables, image_size, output, repeats=5, batches=(1, 32), formats=FORMATS):
     """Yields one record per (implementation, batch): faces/s, file size, max landmark difference.
 
@@ -254,7 +268,7 @@ def benchmark(model, variables, image_size, output, repeats=5, batches=(1, 32), 
         seconds = _median_seconds(
             lambda x: jax.block_until_ready(jitted(x)), _faces(image_size, b), repeats
         )
-        yield {"what": "export", "impl": "jax", "batch": b, "faces_per_s": b / seconds}
+        yield _timing("jax", b, seconds)
     for fmt in formats:
         for b in batches if fmt == "tflite" else batches[:1]:
             start = time.perf_counter()
@@ -272,10 +286,7 @@ def benchmark(model, variables, image_size, output, repeats=5, batches=(1, 32), 
                 got = run(_faces(image_size, rb))[0]
                 seconds = _median_seconds(run, _faces(image_size, rb), repeats)
                 yield {
-                    "what": "export",
-                    "impl": fmt,
-                    "batch": rb,
-                    "faces_per_s": rb / seconds,
+                    **_timing(fmt, rb, seconds),
                     "megabytes": _file_bytes(path) / 1e6,
                     "export_s": export_s,
                     "max_landmark_diff_px": float(np.max(np.abs(got - reference[rb]))),
@@ -287,8 +298,6 @@ def benchmark_config(config, num_landmarks, repeats, batches=(1, 32)):
 
     Speed does not depend on the weights; the artefacts go to a temporary directory.
     """
-    import tempfile  # pylint: disable=g-import-not-at-top
-
     arch = {k: config.model[k] for k in ("num_stacks", "width", "depth")}
     model = FAN(num_landmarks=num_landmarks, **arch)
     size = config.image_size
