@@ -30,32 +30,38 @@ def network_heatmaps(apply_fn: Callable, variables, images, flip_permutation=Non
     return 0.5 * (hm + mirrored[:, :, ::-1][..., jnp.asarray(flip_permutation)])
 
 
-def landmarks(
+def crop_landmarks(
     apply_fn: Callable,
     variables,
     images,
-    crops,
     *,
     decoders: Sequence[str] = ("local_softargmax",),
     window: int = 5,
     temperature: float = 10.0,
     flip_permutation=None,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
-    """({decoder: points float32[N, K, 2] in original image pixels}, peak scores float32[N, K]).
+    """({decoder: points float32[N, K, 2] in crop pixels}, peak scores float32[N, K]).
 
-    crops: float[N, 2, 3], the affines original image -> crop the images were cut with.
     The peak score is the heatmap's maximum (1 at a perfect Gaussian's centre).
     """
     hm = network_heatmaps(apply_fn, variables, images, flip_permutation)
     stride = images.shape[1] // hm.shape[1]
-    to_original = geometry.invert(crops)
-    points = {}
-    for method in decoders:
-        in_map = heatmaps.decode(hm, method, window, temperature)
-        points[method] = geometry.transform_points(
-            geometry.heatmap_to_image(in_map, stride), to_original
-        )
+    points = {
+        method: geometry.heatmap_to_image(heatmaps.decode(hm, method, window, temperature), stride)
+        for method in decoders
+    }
     return points, jnp.max(hm, axis=(1, 2))
+
+
+def landmarks(apply_fn: Callable, variables, images, crops, **decoding) -> tuple[dict, jax.Array]:
+    """crop_landmarks() mapped back to original image pixels.
+
+    crops: float[N, 2, 3], the affines original image -> crop the images were cut with.
+    decoding: crop_landmarks()'s keywords (decoders, window, temperature, flip_permutation).
+    """
+    points, scores = crop_landmarks(apply_fn, variables, images, **decoding)
+    to_original = geometry.invert(crops)
+    return {m: geometry.transform_points(p, to_original) for m, p in points.items()}, scores
 
 
 @functools.lru_cache(maxsize=16)

@@ -28,7 +28,10 @@ def define_flags():
     """The command's flags, defined only when it runs: importing the benchmark defines none."""
     config_files.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
     flags.DEFINE_enum(
-        "what", "all", WHAT + ("loop", "all", "sweep"), "What to time (sweep: only --sweep)."
+        "what",
+        "all",
+        WHAT + ("loop", "export", "all", "sweep"),
+        "What to time (sweep: only --sweep; export: sphm_jax.export's artefacts, minutes).",
     )
     flags.DEFINE_enum("reference", "none", ("none", "torch"), "Also time the PyTorch reference.")
     flags.DEFINE_integer("repeats", 5, "Timed calls per measurement; the median is reported.")

@@ -27,7 +27,8 @@ torch_conv_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform
 
 def avg_pool2(x):
     """2x2 average pooling with stride 2 (FAN pools by averaging, not max)."""
-    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+    # window_shape by keyword: jax2onnx's replacement of avg_pool accepts it no other way.
+    return nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
 
 
 def upsample2(x):
