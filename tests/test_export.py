@@ -15,7 +15,6 @@ from sphm_jax import (
     geometry,
     inference,
     input_pipeline,
-    train,
 )
 from sphm_jax.configs import tiny
 
@@ -31,7 +30,7 @@ def crops(tiny_data_dir):
     """Eight uint8 test crops of the synthetic faces, as predict and evaluate cut them."""
     config = tiny.get_config()
     config.data_dir = tiny_data_dir
-    builder = train.load_builder(config.dataset, config)
+    builder = input_pipeline.load_builder(config.dataset, config)
     batches = input_pipeline.eval_batches(
         builder, "test", global_batch_size=8, image_size=64, crop_scale=config.crop_scale
     )
