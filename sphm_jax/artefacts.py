@@ -1,7 +1,7 @@
 """Artefacts: the network and a decoder in one file that runs without this package.
 
 Written by `python -m sphm_jax.export` (the command) and timed by
-`python -m sphm_jax.benchmark --what export`.
+`python -m sphm_jax.benchmark --what export` (sphm_jax/benchmark/export_timings.py).
 
 The artefact takes uint8 RGB crops [N, S, S, 3] ("images") and returns
 "landmarks" float32[N, K, 2] in crop pixels (x, y; pixel centres at integer
@@ -13,16 +13,11 @@ fixed batch, see export_tflite) and savedmodel (jax2tf, runs in TensorFlow).
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sphm_jax import heatmaps, inference, storage
-from sphm_jax.models import FAN
 
 FORMATS = ("stablehlo", "onnx", "tflite", "savedmodel")
 FILE_NAMES = {
@@ -228,84 +223,3 @@ def runner(fmt, path, num_threads=None):
             serving(**{INPUT_NAME: tf.constant(x)})[k].numpy() for k in OUTPUT_NAMES
         )
     raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
-
-
-def _median_seconds(call, images, repeats):
-    call(images)  # warm-up: compilation, allocation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call(images)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def _faces(image_size, batch, seed=0):
-    return np.random.default_rng(seed).integers(
-        0, 256, (batch, image_size, image_size, 3), np.uint8
-    )
-
-
-def _timing(impl, batch, seconds) -> dict:
-    """The fields every sphm_jax.benchmark record has (images are faces here)."""
-    return {
-        "what": "export",
-        "impl": impl,
-        "batch_size": batch,
-        "images_per_s": batch / seconds,
-        "step_ms": seconds * 1e3,
-        "device": jax.devices()[0].device_kind,
-        "load_avg_1min": os.getloadavg()[0],
-    }
-
-
-def benchmark(model, variables, image_size, output, repeats=5, batches=(1, 32), formats=FORMATS):
-    """Yields one record per (implementation, batch): faces/s, file size, max landmark difference.
-
-    "jax" is the jitted landmark_fn the artefacts are compared with; the tflite
-    files are fixed-batch, so one is written per batch.
-    """
-    fn = landmark_fn(model, variables)
-    jitted = jax.jit(fn)
-    reference = {b: np.asarray(jitted(_faces(image_size, b))[0]) for b in batches}
-    for b in batches:
-        seconds = _median_seconds(
-            lambda x: jax.block_until_ready(jitted(x)), _faces(image_size, b), repeats
-        )
-        yield _timing("jax", b, seconds)
-    for fmt in formats:
-        for b in batches if fmt == "tflite" else batches[:1]:
-            start = time.perf_counter()
-            path = write(
-                fn,
-                fmt,
-                image_size,
-                storage.path(output) / f"{fmt}_{b}",
-                batch=b if fmt == "tflite" else None,
-            )
-            export_s = time.perf_counter() - start
-            # All cores, as XLA and onnxruntime take by default.
-            run = runner(fmt, path, num_threads=os.cpu_count())
-            for rb in (b,) if fmt == "tflite" else batches:
-                got = run(_faces(image_size, rb))[0]
-                seconds = _median_seconds(run, _faces(image_size, rb), repeats)
-                yield {
-                    **_timing(fmt, rb, seconds),
-                    "megabytes": file_bytes(path) / 1e6,
-                    "export_s": export_s,
-                    "max_landmark_diff_px": float(np.max(np.abs(got - reference[rb]))),
-                }
-
-
-def benchmark_config(config, num_landmarks, repeats, batches=(1, 32)):
-    """benchmark() on FAN(config.model) at config.image_size, float32 random weights.
-
-    Speed does not depend on the weights; the artefacts go to a temporary directory.
-    """
-    arch = {k: config.model[k] for k in ("num_stacks", "width", "depth")}
-    model = FAN(num_landmarks=num_landmarks, **arch)
-    size = config.image_size
-    variables = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False)
-    with tempfile.TemporaryDirectory(prefix="sphm_export_") as output:
-        for r in benchmark(model, variables, size, output, repeats, batches):
-            yield {**r, "image_size": size, "model": dict(arch, num_landmarks=num_landmarks)}

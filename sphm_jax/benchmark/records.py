@@ -68,8 +68,12 @@ def synthetic_batch(config, num_landmarks: int, batch_size: int, seed: int = 0) 
     }
 
 
-def record(what: str, impl: str, config, seconds: float, batch_size: int, **extra) -> dict:
-    device = jax.devices()[0] if impl == "jax" else extra.pop("torch_device")
+def record(
+    what: str, impl: str, config, seconds: float, batch_size: int, device=None, **extra
+) -> dict:
+    """A measurement's JSON record; device: where a non-JAX implementation ran (a name)."""
+    if device is None:
+        device = jax.devices()[0] if impl == "jax" else extra.pop("torch_device")
     kind = device if isinstance(device, str) else device.device_kind
     # JAX steps split the batch over every device; decode, input and the reference use one.
     num_devices = jax.device_count() if impl == "jax" and what in ("train", "eval") else 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sphm_jax import artefacts
+from sphm_jax.benchmark.export_timings import export_artefacts
 from sphm_jax.benchmark.jax_timings import jax_decode, jax_eval, jax_input, jax_loop, jax_train
 from sphm_jax.benchmark.records import decode_heatmaps, interleaved_medians
 from sphm_jax.benchmark.torch_timings import torch_decode, torch_eval, torch_train
@@ -95,7 +95,7 @@ def run(config, what: str, reference: str, repeats: int, **options):
     if "loop" in whats:
         yield jax_loop(config, options.get("loop_steps", 0))
     if "export" in whats:
-        yield from artefacts.benchmark_config(config, k, repeats)
+        yield from export_artefacts(config, k, repeats)
     if "train" in whats:
         setups = [jax_train(config, k)]
         if reference == "torch":
