@@ -177,12 +177,12 @@ class TrainStep:
         return value.detach()
 
 
-def step_description(cfg) -> dict:
-    """The fields of a train.StepConfig the reference uses, as a plain dict."""
+def step_description(cfg, seed: int) -> dict:
+    """The fields of a train.StepConfig the reference uses, and the seed, as a plain dict."""
     if cfg.quantize is not None:
         raise ValueError(f"the torch reference draws continuous targets; quantize={cfg.quantize!r}")
     return {
-        "seed": cfg.seed,
+        "seed": int(seed),
         "heatmap_size": cfg.heatmap_size,
         "sigma": cfg.sigma,
         "siamese": cfg.siamese,

@@ -44,13 +44,15 @@ TRAIN_KEYS = ("image", "landmarks", "visible")
 
 class TrainState(train_state.TrainState):
     batch_stats: Any
+    # The augmentation's base key, jax.random.key(config.seed): a value, not a constant of the
+    # compiled step, so runs that differ only in their seed share one compilation.
+    key: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-    """The static part of a step (hashable, so jit specialises on it)."""
+    """The static part of a step (hashable, so jit specialises on it); the seed is in the state."""
 
-    seed: int
     image_size: int
     heatmap_size: int
     sigma: float
@@ -70,7 +72,6 @@ class StepConfig:
     def from_config(cls, config, num_landmarks: int) -> StepConfig:
         a = config.augment
         return cls(
-            seed=int(config.seed),
             image_size=config.image_size,
             heatmap_size=config.heatmap_size,
             sigma=float(config.sigma),
@@ -101,6 +102,7 @@ def create_model(config, num_landmarks: int) -> FAN:
 
 
 def create_train_state(rng, config, model: FAN, steps_per_epoch: int) -> TrainState:
+    """Initial variables from rng, which also seeds the augmentation (training passes key(seed))."""
     images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
     # One compiled init: eager Flax init compiles each op apart (16 s for a tiny FAN).
     variables = jax.jit(functools.partial(model.init, train=False))(rng, images)
@@ -110,12 +112,13 @@ def create_train_state(rng, config, model: FAN, steps_per_epoch: int) -> TrainSt
         params=variables["params"],
         batch_stats=variables["batch_stats"],
         tx=tx,
+        key=rng,
     )
 
 
 def train_step(state: TrainState, batch, cfg: StepConfig):
     """One optimiser step on a global batch; the augmentation's randomness is (seed, step)'s."""
-    key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
+    key = jax.random.fold_in(state.key, state.step)
     images = batch["image"].astype(jnp.float32) / 255.0
     num_views = 2 if cfg.siamese else 1
     views = [
@@ -201,8 +204,32 @@ class StepFns(NamedTuple):
     eval: Callable  # (state, global batch) -> points in original image pixels
 
 
+@dataclasses.dataclass(frozen=True)
+class _Unseeded:
+    """A config that hashes and compares as its JSON without the seed (the state holds that)."""
+
+    config: ml_collections.ConfigDict = dataclasses.field(compare=False, hash=False)
+    json: str = ""
+
+    @classmethod
+    def of(cls, config) -> _Unseeded:
+        unseeded = config.copy_and_resolve_references()
+        unseeded.seed = 0
+        return cls(config, unseeded.to_json_best_effort(sort_keys=True))
+
+
 def make_step_fns(config, model: FAN, cfg: StepConfig, dp, steps_per_epoch: int) -> StepFns:
-    """create_train_state, train_step and eval_step jitted with the mesh's shardings."""
+    """create_train_state, train_step and eval_step jitted with the mesh's shardings.
+
+    Cached: the runs of one process that differ at most in their seed (a resume, an ablation's
+    seeds, the tests) trace and compile the steps once.
+    """
+    return _jitted_steps(_Unseeded.of(config), model, cfg, dp, steps_per_epoch)
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_steps(unseeded: _Unseeded, model, cfg, dp, steps_per_epoch) -> StepFns:
+    config = unseeded.config
     init = jax.jit(
         lambda rng: create_train_state(rng, config, model, steps_per_epoch),
         out_shardings=dp.replicated,

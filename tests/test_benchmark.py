@@ -151,7 +151,7 @@ def test_torch_reference_loss_equals_the_jax_step_loss_on_the_same_weights_and_v
     )
 
     # The views train_step draws at step 0, handed to the reference.
-    key = jax.random.fold_in(jax.random.key(cfg.seed), 0)
+    key = jax.random.fold_in(state.key, 0)
     images = jnp.asarray(batch["image"], jnp.float32) / 255.0
     views = jax.jit(  # one compilation instead of one per eager op
         lambda images: [
@@ -174,7 +174,7 @@ def test_torch_reference_loss_equals_the_jax_step_loss_on_the_same_weights_and_v
             as_torch(np.stack([v[4] for v in views])),
             as_torch(batch["landmarks"]),
             as_torch(batch["visible"]),
-            torch_reference.step_description(cfg),
+            torch_reference.step_description(cfg, config.seed),
         )
     np.testing.assert_allclose(float(metrics["loss"]), float(expected), rtol=2e-4)
 

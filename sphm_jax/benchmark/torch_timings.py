@@ -57,7 +57,7 @@ def torch_train(config, num_landmarks: int, flops_per_step, channels_last):
     amp = config.dtype == "bfloat16"
     step = torch_reference.TrainStep(
         net,
-        torch_reference.step_description(cfg),
+        torch_reference.step_description(cfg, config.seed),
         config.learning_rate,
         device,
         amp,
