@@ -29,7 +29,6 @@ from sphm_jax import (
     devices,
     inference,
     input_pipeline,
-    layouts,
     optimizer,
     preemption,
     reporting,
@@ -38,57 +37,16 @@ from sphm_jax import (
     storage,
 )
 from sphm_jax.models import FAN
+from sphm_jax.step_config import StepConfig
 
 TRAIN_KEYS = ("image", "landmarks", "visible")
 
 
 class TrainState(train_state.TrainState):
     batch_stats: Any
-    # The augmentation's base key, jax.random.key(config.seed): a value, not a constant of the
-    # compiled step, so runs that differ only in their seed share one compilation.
-    key: jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class StepConfig:
-    """The static part of a step (hashable, so jit specialises on it); the seed is in the state."""
-
-    image_size: int
-    heatmap_size: int
-    sigma: float
-    quantize: str | None
-    siamese: bool
-    decoder: str
-    window: int
-    temperature: float
-    augment: augment.AugmentConfig
-    flip_permutation: tuple[int, ...]
-
-    @property
-    def stride(self) -> int:
-        return self.image_size // self.heatmap_size
-
-    @classmethod
-    def from_config(cls, config, num_landmarks: int) -> StepConfig:
-        a = config.augment
-        return cls(
-            image_size=config.image_size,
-            heatmap_size=config.heatmap_size,
-            sigma=float(config.sigma),
-            quantize=config.quantize,
-            siamese=bool(config.siamese),
-            decoder=config.decoder,
-            window=int(config.window),
-            temperature=float(config.temperature),
-            augment=augment.AugmentConfig(
-                rotation=float(a.rotation),
-                scale=tuple(a.scale),
-                translation=float(a.translation),
-                flip=bool(a.flip),
-                colour=tuple(a.colour),
-            ),
-            flip_permutation=layouts.get_layout(num_landmarks).flip_permutation,
-        )
+    # The augmentation's base key, key(config.seed) from create_train_state: a value, not a
+    # constant of the compiled step, so runs that differ only in their seed share a compilation.
+    key: Any = None
 
 
 def create_model(config, num_landmarks: int) -> FAN:
@@ -118,6 +76,8 @@ def create_train_state(rng, config, model: FAN, steps_per_epoch: int) -> TrainSt
 
 def train_step(state: TrainState, batch, cfg: StepConfig):
     """One optimiser step on a global batch; the augmentation's randomness is (seed, step)'s."""
+    if state.key is None:
+        raise ValueError("the TrainState has no key: make it with create_train_state")
     key = jax.random.fold_in(state.key, state.step)
     images = batch["image"].astype(jnp.float32) / 255.0
     num_views = 2 if cfg.siamese else 1
@@ -204,18 +164,7 @@ class StepFns(NamedTuple):
     eval: Callable  # (state, global batch) -> points in original image pixels
 
 
-@dataclasses.dataclass(frozen=True)
-class _Unseeded:
-    """A config that hashes and compares as its JSON without the seed (the state holds that)."""
-
-    config: ml_collections.ConfigDict = dataclasses.field(compare=False, hash=False)
-    json: str = ""
-
-    @classmethod
-    def of(cls, config) -> _Unseeded:
-        unseeded = config.copy_and_resolve_references()
-        unseeded.seed = 0
-        return cls(config, unseeded.to_json_best_effort(sort_keys=True))
+_STEP_FNS: dict = {}  # (config without its seed, model, cfg, dp, steps per epoch) -> StepFns
 
 
 def make_step_fns(config, model: FAN, cfg: StepConfig, dp, steps_per_epoch: int) -> StepFns:
@@ -224,12 +173,15 @@ def make_step_fns(config, model: FAN, cfg: StepConfig, dp, steps_per_epoch: int)
     Cached: the runs of one process that differ at most in their seed (a resume, an ablation's
     seeds, the tests) trace and compile the steps once.
     """
-    return _jitted_steps(_Unseeded.of(config), model, cfg, dp, steps_per_epoch)
+    unseeded = config.copy_and_resolve_references()
+    unseeded.seed = 0  # the state carries it
+    key = (unseeded.to_json_best_effort(sort_keys=True), model, cfg, dp, steps_per_epoch)
+    if key not in _STEP_FNS:
+        _STEP_FNS[key] = _jitted_steps(config, model, cfg, dp, steps_per_epoch)
+    return _STEP_FNS[key]
 
 
-@functools.lru_cache(maxsize=8)
-def _jitted_steps(unseeded: _Unseeded, model, cfg, dp, steps_per_epoch) -> StepFns:
-    config = unseeded.config
+def _jitted_steps(config, model: FAN, cfg: StepConfig, dp, steps_per_epoch: int) -> StepFns:
     init = jax.jit(
         lambda rng: create_train_state(rng, config, model, steps_per_epoch),
         out_shardings=dp.replicated,

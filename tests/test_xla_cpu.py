@@ -12,8 +12,7 @@ import pytest
 
 from sphm_jax import xla_cpu
 from sphm_jax.models import FAN
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import ROOT, TEST_XLA_FLAGS
 
 # fan_grad_hlo below, in a process of its own whose first imports are {imports}.
 PROBE = """
@@ -29,7 +28,8 @@ print(json.dumps({{"kinds": xla_cpu.ynn_fusion_kinds(text),
 
 
 def probe(env_extra, imports="import sphm_jax"):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    # The suite's -O0 (LLVM only: the same fusions, compiled faster) and nothing else.
+    env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS}
     env.update(env_extra, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(imports=imports)],
@@ -80,9 +80,10 @@ def test_importing_sphm_jax_chooses_the_path_and_the_users_flag_wins():
     ours = probe({})
     assert "convolution" not in ours["kinds"] and ours["plain_convs"] > 0
     assert ours["kinds"].get("reduce", 0) > 0
-    assert ours["xla_flags"] == xla_cpu.with_defaults(None)
+    assert ours["xla_flags"] == xla_cpu.with_defaults(TEST_XLA_FLAGS)
     # The user's own choice (here: jaxlib's default, convolutions on YNNPACK) is kept.
-    theirs = probe({"XLA_FLAGS": f"{xla_cpu.YNN_FUSION_TYPE}=+INDIVIDUAL_CONVOLUTION"})
+    jaxlib_default = f"{xla_cpu.YNN_FUSION_TYPE}=+INDIVIDUAL_CONVOLUTION"
+    theirs = probe({"XLA_FLAGS": f"{TEST_XLA_FLAGS} {jaxlib_default}"})
     assert theirs["kinds"].get("convolution", 0) > 0
 
 
