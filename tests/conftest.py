@@ -114,8 +114,11 @@ def cli_args(data_dir, workdir, overrides=RELIABILITY_OVERRIDES):
 
 @pytest.fixture(scope="session")  # a module scope is rebuilt when xdist interleaves modules
 def uninterrupted(tiny_data_dir, tmp_path_factory):
-    """The workdir of a run never stopped, the reference of the resumed ones."""
+    """The workdir of a run never stopped, the reference of the resumed ones (`main`'s run).
+
+    In this process: the in-process reruns share its compiled steps, and `main` in a process
+    of its own must match it bit for bit all the same.
+    """
     workdir = tmp_path_factory.mktemp("uninterrupted")
-    proc = run_python(cli_args(tiny_data_dir, workdir), {})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train.train_and_evaluate(tiny_config(tiny_data_dir, **RELIABILITY_OVERRIDES), str(workdir))
     return workdir
