@@ -114,10 +114,10 @@ def cli_args(data_dir, workdir, overrides=RELIABILITY_OVERRIDES):
 
 @pytest.fixture(scope="session")  # a module scope is rebuilt when xdist interleaves modules
 def uninterrupted(tiny_data_dir, tmp_path_factory):
-    """The workdir of a run never stopped, the reference of the resumed ones (`main`'s run).
+    """The workdir of a run never stopped (cli_args' config), the reference of the resumed ones.
 
-    In this process: the in-process reruns share its compiled steps, and `main` in a process
-    of its own must match it bit for bit all the same.
+    Trained in this process: the in-process reruns share its compiled steps, and `main`'s
+    reruns in processes of their own must match it bit for bit all the same.
     """
     workdir = tmp_path_factory.mktemp("uninterrupted")
     train.train_and_evaluate(tiny_config(tiny_data_dir, **RELIABILITY_OVERRIDES), str(workdir))
