@@ -19,6 +19,10 @@ TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):  # xdist workers inherit it
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
+# face-alignment's reference helpers are numba functions: compiling them cost ~15 s in each
+# process that calls them; run as the plain Python they are, they compute the same.
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

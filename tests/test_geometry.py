@@ -10,6 +10,10 @@ from hypothesis import strategies as st
 from sphm_jax import geometry, heatmaps
 
 
+# One compilation per shape: op by op, each new shape costs several times that.
+_jit_warp_affine = jax.jit(geometry.warp_affine, static_argnums=2)
+
+
 def random_affines(seed, n, size):
     rng = np.random.default_rng(seed)
     center = np.full((n, 2), (size - 1) / 2.0)
@@ -117,16 +121,14 @@ def test_warp_affine_matches_kornia_align_corners(seed):
 def test_exact_warps_are_lossless_and_inverse_warps_restore_the_interior():
     image = np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype(np.float32)
     exact = geometry.compose(geometry.hflip(16), geometry.rotation(90.0, (7.5, 7.5)))
-    back = geometry.warp_affine(
-        geometry.warp_affine(image, exact, (16, 16)), geometry.invert(exact), (16, 16)
+    back = _jit_warp_affine(
+        _jit_warp_affine(image, exact, (16, 16)), geometry.invert(exact), (16, 16)
     )
     np.testing.assert_allclose(back, image, atol=1e-4)  # float32 cos(90 deg) is not exactly 0
     # A general warp resamples twice: on a smooth image only the bilinear error remains.
     smooth = smooth_image(48)[None].repeat(3, 0)
     m = random_affines(3, 3, 48)
-    back = geometry.warp_affine(
-        geometry.warp_affine(smooth, m, (48, 48)), geometry.invert(m), (48, 48)
-    )
+    back = _jit_warp_affine(_jit_warp_affine(smooth, m, (48, 48)), geometry.invert(m), (48, 48))
     np.testing.assert_allclose(back[:, 12:36, 12:36], smooth[:, 12:36, 12:36], atol=0.02)
 
 
@@ -135,7 +137,7 @@ def test_points_and_heatmaps_move_together():
     points = rng.uniform(20, 44, (3, 5, 2)).astype(np.float32)
     m = random_affines(4, 3, 64)
     moved = geometry.transform_points(points, m)
-    warped = geometry.warp_affine(heatmaps.encode(points, (64, 64), 2.0), m, (64, 64))
+    warped = _jit_warp_affine(heatmaps.encode(points, (64, 64), 2.0), m, (64, 64))
     direct = heatmaps.encode(moved, (64, 64), 2.0)
     # Bilinear error of a sigma-2 Gaussian: below max|f''| / 8 * 2 ~ 0.06, plus the scale's reshaping.
     assert float(jnp.abs(warped - direct).max()) < 0.25 * 1.25
@@ -148,8 +150,8 @@ def test_points_and_heatmaps_move_together():
 def test_warp_affine_is_differentiable_in_image_and_matrix():
     image = smooth_image(24, 1)[None]
     m = random_affines(5, 1, 24)
-    loss = lambda img, mat: jnp.sum(geometry.warp_affine(img, mat, (20, 20)) ** 2)
-    g_img, g_mat = jax.grad(loss, argnums=(0, 1))(image, m)
+    loss = jax.jit(lambda img, mat: jnp.sum(geometry.warp_affine(img, mat, (20, 20)) ** 2))
+    g_img, g_mat = jax.jit(jax.grad(loss, argnums=(0, 1)))(image, m)
     assert bool(jnp.all(jnp.isfinite(g_img))) and float(jnp.abs(g_img).max()) > 0
     eps = 1e-3
     for i, j in ((0, 0), (0, 2), (1, 1), (1, 2)):
@@ -184,9 +186,7 @@ def test_warp_affine_shares_an_unbatched_matrix_and_checks_batch_dims():
 )
 def test_integer_translation_shifts_any_shape_exactly(batch, h, w, c, tx, ty):
     image = np.random.default_rng(h * w + c).normal(size=(*batch, h, w, c)).astype(np.float32)
-    out = np.asarray(
-        geometry.warp_affine(image, geometry.translation(float(tx), float(ty)), (h, w))
-    )
+    out = np.asarray(_jit_warp_affine(image, geometry.translation(float(tx), float(ty)), (h, w)))
     expected = np.zeros_like(image)
     src = image[..., max(0, -ty) : h - max(0, ty), max(0, -tx) : w - max(0, tx), :]
     expected[

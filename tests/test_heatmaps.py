@@ -1,5 +1,7 @@
 """Tests for sphm_jax.heatmaps: the paper's codec, its baselines and their parity with the PyTorch side."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,8 @@ from hypothesis import strategies as st
 from sphm_jax import heatmaps
 
 SHAPE = (64, 64)
+# One compilation per shape and method: op by op, each op of each new shape compiles on its own.
+_jit_decode = jax.jit(heatmaps.decode, static_argnames=("method", "window"))
 
 
 def random_points(seed, n, k, lo=8.0, hi=56.0):
@@ -118,7 +122,7 @@ def test_decode_nan_map_gives_nan_not_a_pixel():
     hm = np.array(heatmaps.encode(random_points(5, 1, 2), SHAPE, 2.0))
     hm[0, 5, 5, 1] = np.nan
     for method in ("argmax", "argmax_quarter", "local_softargmax", "dark", "global_softargmax"):
-        out = np.asarray(heatmaps.decode(hm, method))
+        out = np.asarray(_jit_decode(hm, method))
         assert np.all(np.isfinite(out[0, 0])) and np.all(np.isnan(out[0, 1])), method
 
 
@@ -140,8 +144,8 @@ def test_decode_rejects_bad_input_with_clear_errors():
 
 def test_local_softargmax_is_differentiable_in_the_heatmap():
     hm = heatmaps.encode(random_points(6, 2, 3), SHAPE, 2.0)
-    loss = lambda h: jnp.sum(heatmaps.decode(h, "local_softargmax") ** 2)
-    grad = jax.grad(loss)(hm)
+    loss = jax.jit(lambda h: jnp.sum(heatmaps.decode(h, "local_softargmax") ** 2))
+    grad = jax.jit(jax.grad(loss))(hm)
     assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.abs(grad).max()) > 0
     # The directional derivative agrees with central finite differences.
     direction = jax.random.normal(jax.random.key(0), hm.shape) * 1e-2
@@ -152,13 +156,13 @@ def test_local_softargmax_is_differentiable_in_the_heatmap():
 
 def test_decode_is_jittable_and_vmappable():
     hm = heatmaps.encode(random_points(7, 6, 4).reshape(2, 3, 4, 2), (32, 32), 2.0)
+    # Op by op once (the paper's decoder): each method's eager run costs a compilation per op.
+    np.testing.assert_allclose(heatmaps.decode(hm), _jit_decode(hm, "local_softargmax"), atol=1e-5)
     for method in heatmaps.METHODS:
-        eager = heatmaps.decode(hm, method)
-        jitted = jax.jit(heatmaps.decode, static_argnames=("method", "window"))(hm, method)
-        mapped = jax.vmap(lambda h: heatmaps.decode(h, method))(hm)
-        np.testing.assert_allclose(eager, jitted, atol=1e-5)
-        np.testing.assert_allclose(eager, mapped, atol=1e-5)
-        assert eager.shape == (2, 3, 4, 2)
+        jitted = _jit_decode(hm, method)
+        mapped = jax.jit(jax.vmap(functools.partial(heatmaps.decode, method=method)))(hm)
+        np.testing.assert_allclose(jitted, mapped, atol=1e-5)
+        assert jitted.shape == (2, 3, 4, 2)
 
 
 # --- parity with the PyTorch side ---------------------------------------------------------------
@@ -201,9 +205,11 @@ def test_local_softargmax_matches_kornia_conv_soft_argmax2d_at_the_maximum():
 PROPERTY_METHODS = ("argmax", "argmax_quarter", "local_softargmax", "dark")
 
 
-@jax.jit
-def _decode_all(hm):
-    return {m: heatmaps.decode(hm, m) for m in PROPERTY_METHODS}
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _encode_decode_all(points, shape, dtype):
+    """The maps of `points` in `dtype` and every method's decoding: one compilation per example."""
+    hm = heatmaps.encode(points, shape, 1.5).astype(dtype)
+    return hm, {m: heatmaps.decode(hm, m) for m in PROPERTY_METHODS}
 
 
 @settings(max_examples=20, deadline=None)
@@ -222,9 +228,8 @@ def test_decoders_stay_inside_the_map_for_any_shape_dtype_and_point(
     points = np.stack(
         [rng.uniform(0, width - 1, (*batch, k)), rng.uniform(0, height - 1, (*batch, k))], -1
     ).astype(np.float32)
-    hm = heatmaps.encode(points, (height, width), 1.5).astype(dtype)
-    assert hm.shape == (*batch, height, width, k)
-    outs = _decode_all(hm)  # one compilation per example keeps this test fast
+    hm, outs = _encode_decode_all(points, (height, width), dtype)
+    assert hm.shape == (*batch, height, width, k) and hm.dtype == dtype
     for method in PROPERTY_METHODS:
         out = np.asarray(outs[method])
         assert out.shape == (*batch, k, 2) and out.dtype == np.float32

@@ -44,19 +44,26 @@ def test_heatmap_matrix_moves_heatmap_points_like_image_points():
 def test_equivariant_network_views_agree_after_warping_back_flips_included():
     landmarks = faces(8, seed=1)
     cfg = augment.AugmentConfig(rotation=30.0, translation=0.03)
-    images = jnp.zeros((8, 128, 128, 3))
-    views = [
-        augment.random_views(k, images, landmarks, jnp.ones((8, 68)), cfg, LAYOUT.flip_permutation)
-        for k in jax.random.split(jax.random.key(3), 2)
-    ]
-    assert bool(jnp.any(views[0][4])) and not bool(jnp.all(views[0][4]))  # some views are flipped
-    # An exactly equivariant network: it outputs the targets of its own view.
-    outputs = [encode_points(v[1]) for v in views]
-    backs = [
-        siamese.warp_back(o, v[3], v[4], STRIDE, LAYOUT.flip_permutation)
-        for o, v in zip(outputs, views)
-    ]
-    target = encode_points(landmarks)
+
+    @jax.jit  # one compilation: op by op, each op compiles on its own
+    def views_warped_back(landmarks):
+        images = jnp.zeros((8, 128, 128, 3))
+        views = [
+            augment.random_views(
+                k, images, landmarks, jnp.ones((8, 68)), cfg, LAYOUT.flip_permutation
+            )
+            for k in jax.random.split(jax.random.key(3), 2)
+        ]
+        # An exactly equivariant network: it outputs the targets of its own view.
+        outputs = [encode_points(v[1]) for v in views]
+        backs = [
+            siamese.warp_back(o, v[3], v[4], STRIDE, LAYOUT.flip_permutation)
+            for o, v in zip(outputs, views)
+        ]
+        return views[0][4], backs, encode_points(landmarks)
+
+    flipped, backs, target = views_warped_back(landmarks)
+    assert bool(jnp.any(flipped)) and not bool(jnp.all(flipped))  # some views are flipped
     inner = (slice(None), slice(4, 28), slice(4, 28))
     for back in backs:
         # Values differ by bilinear error and the view's scale (its sigma-2 maps come back 0.85-1.15x wide).
