@@ -99,63 +99,80 @@ def param_rel_diff(a_dir, b_dir) -> float:
     return float(diff / np.sqrt(sum(np.sum(y**2) for _, y in pairs)))
 
 
-def start_two_processes(data_dir, workdir, overrides, port):
-    """`main` as processes 0 and 1 of a run over 127.0.0.1, two CPU devices each."""
+def start_two_processes(data_dir, workdir, overrides, port, logs):
+    """`main` as processes 0 and 1 of a run over 127.0.0.1, two CPU devices each.
+
+    Their logs go to files in `logs`: a pipe that nobody drains while the other process is
+    waited for fills up and stops its writer, and with it the collective both are in.
+    """
     env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {TEST_XLA_FLAGS}"}
     env = {**os.environ, **env, "PYTHONPATH": ROOT}
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
+    logs.mkdir(exist_ok=True)
+    procs = []
+    for i in range(2):
+        with open(logs / f"process{i}.log", "w") as log:
+            args = [
                 *cli_args(data_dir, workdir, overrides),
                 f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+            ]
+            args += ["--num_processes=2", f"--process_id={i}"]
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+            )
+    return procs
+
+
+def wait_for(procs, logs, timeout):
+    """The processes' logs once both have exited; past `timeout` s, both killed and a failure."""
+    deadline = time.time() + timeout
+    while any(p.poll() is None for p in procs) and time.time() < deadline:
+        time.sleep(0.05)
+    outs = [(logs / f"process{i}.log").read_text() for i in range(len(procs))]
+    if any(p.poll() is None for p in procs):
+        for p in procs:
+            p.kill()
+        pytest.fail(f"still running after {timeout} s:\n" + "\n".join(o[-3000:] for o in outs))
+    return outs
 
 
 @pytest.mark.multiprocess
-def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(data_dir, tmp_path):
-    # Two processes with two devices each: the batch split over local devices and over hosts.
-    # SGD, not Adam: Adam's first steps are sign steps, which turn the reduction-order noise of
-    # exactly-zero gradients (conv biases before a BatchNorm) into full-size updates (5.7e-4 of
-    # the loss on an AVX2 machine); under SGD a rounding-sized difference of the all-reduce
-    # stays rounding-sized, so losses and parameters (one vector) agree to 1e-5.
-    overrides = {"num_train_steps": 12, "optimizer": "sgd"}
-    # The reference runs here, on this process's one device: one start-up fewer.
-    train.train_and_evaluate(tiny_config(data_dir, **overrides), str(tmp_path / "single"))
+@pytest.mark.xdist_group("uninterrupted")
+def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(
+    data_dir, uninterrupted, tmp_path
+):
+    # Two processes with two devices each: the batch split over local devices and over hosts,
+    # against the suite's one-process run of the same config (SGD: losses and parameters, one
+    # vector, agree to 1e-5; see RELIABILITY_OVERRIDES).
+    overrides = RELIABILITY_OVERRIDES
     multi = tmp_path / "multi"
     # Preempted: only process 1 gets the SIGTERM; JAX's service stops both at one step.
-    procs = start_two_processes(data_dir, multi, overrides, free_port())
+    logs = tmp_path / "preempted"
+    procs = start_two_processes(data_dir, multi, overrides, free_port(), logs)
     deadline = time.time() + 240
     while not ((multi / "metrics.jsonl").exists() and (multi / "metrics.jsonl").read_text()):
-        assert time.time() < deadline and procs[0].poll() is None, procs[0].communicate()[1]
+        if time.time() > deadline or procs[0].poll() is not None:
+            outs = wait_for(procs, logs, timeout=0)  # kills them if they still run
+            pytest.fail("no step logged:\n" + "\n".join(o[-3000:] for o in outs))
         time.sleep(0.02)
     procs[1].send_signal(signal.SIGTERM)
-    outs = [p.communicate(timeout=240) for p in procs]
+    outs = wait_for(procs, logs, timeout=240)
     stopped = checkpoints.latest_step(multi / "checkpoints")
-    for p, (_, err) in zip(procs, outs):
+    for p, err in zip(procs, outs):
         assert p.returncode == preemption.EXIT_STATUS, err[-3000:]
         assert f"stopped at step {stopped}" in err
     assert 1 <= stopped < overrides["num_train_steps"]
-    assert "process 1 of 2, 2 local / 4 global devices" in outs[1][1]
-    procs = start_two_processes(data_dir, multi, overrides, free_port())
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs):
+    assert "process 1 of 2, 2 local / 4 global devices" in outs[1]
+    procs = start_two_processes(data_dir, multi, overrides, free_port(), tmp_path / "rerun")
+    outs = wait_for(procs, tmp_path / "rerun", timeout=300)
+    for p, err in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
         assert f"resumed from step {stopped}" in err
-    np.testing.assert_allclose(losses(multi), losses(tmp_path / "single"), rtol=1e-5)
-    assert param_rel_diff(multi, tmp_path / "single") < 1e-5
+    np.testing.assert_allclose(losses(multi), losses(uninterrupted), rtol=1e-5)
+    assert param_rel_diff(multi, uninterrupted) < 1e-5
     multi_res = json.loads((multi / "eval_results.json").read_text())["results"]
-    single_res = json.loads((tmp_path / "single" / "eval_results.json").read_text())["results"]
+    single_res = json.loads((uninterrupted / "eval_results.json").read_text())["results"]
     assert multi_res["test"]["num_examples"] == single_res["test"]["num_examples"]
     assert multi_res["test"]["nme"] == pytest.approx(single_res["test"]["nme"], rel=1e-4)
 
