@@ -1,4 +1,5 @@
-"""Landmark metrics of the paper's appendix B: NME, the cumulative error curve, AUC and failure rate.
+"""Landmark metrics of the paper's appendix B: NME, the cumulative error curve, AUC, failure rate;
+and two of stability: `nmj` on annotated video, `spread` over transformed views without labels.
 
 NMEs are fractions (0.0372 means 3.72 %). Called on concrete arrays, bad
 input (a zero normaliser, an image with no visible point, NaN) raises a
@@ -17,11 +18,11 @@ from sphm_jax._validate import is_concrete
 NORMS = ("inter_ocular", "box", "diagonal")
 
 
-def _raise_for_images(bad, what: str) -> None:
+def _raise_for_images(bad, what: str, items: str = "image(s)") -> None:
     if is_concrete(bad) and bool(jnp.any(bad)):
         idx = np.flatnonzero(np.asarray(bad))
         raise ValueError(
-            f"{what} for image(s) {idx[:10].tolist()}"
+            f"{what} for {items} {idx[:10].tolist()}"
             f"{' ...' if idx.size > 10 else ''} ({idx.size} in all)"
         )
 
@@ -130,3 +131,80 @@ def failure_rate(nmes, threshold) -> jax.Array:
     """Fraction of images whose NME exceeds `threshold`."""
     nmes = _check_nmes(nmes, threshold)
     return jnp.mean(nmes > threshold)
+
+
+def nmj(pred, gt, norm="inter_ocular", visible=None, eye_indices=None) -> jax.Array:
+    """Normalised mean jitter of one face track, per transition t -> t + 1, float[T - 1].
+
+    As LDEQ defines it for WFLW-V (Micaelli et al., "Recurrence without Recurrence: Stable
+    Video Landmark Detection with Deep Equilibrium Models", CVPR 2023): with the error
+    e_t = pred_t - gt_t, jitter_t = mean_k ||e_t,k - e_{t-1},k|| / d_t over the points visible
+    in both frames, d_t the `normalizer` of gt_t; entry t - 1 of the result. Only the error's
+    change counts: a constant offset (bias) gives 0, and so does genuine motion, which gt
+    shares and subtracts. Average the result over the track (or all tracks) for one number.
+
+    Args:
+      pred, gt: float[T, K, 2], T >= 2 frames of one face in image coordinates.
+      norm, eye_indices: as for `nme` (the box is gt_t's tight box).
+      visible: float[T, K] in {0, 1}.
+    """
+    pred, gt, visible = _check_landmarks(pred, gt, visible)
+    if gt.shape[0] < 2:
+        raise ValueError(f"a track needs at least 2 frames, got {gt.shape[0]}")
+    both = visible[1:] * visible[:-1]
+    count = jnp.sum(both, axis=-1)
+    where = "transition(s) t -> t + 1, t ="
+    _raise_for_images(count == 0, "no landmark is visible in both frames", where)
+    d = normalizer(gt[1:], norm, visible[1:], None, eye_indices)
+    _raise_for_images(
+        ~(jnp.isfinite(d) & (d > 0)), f"the {norm} normaliser is zero or not finite", where
+    )
+    err = pred - gt
+    step = jnp.linalg.norm(err[1:] - err[:-1], axis=-1)
+    # Invisible points may hold NaN placeholders: select, never multiply, them away.
+    total = jnp.sum(jnp.where(both > 0, step, 0.0), axis=-1)
+    result = total / jnp.where(count > 0, count, jnp.nan) / jnp.where(d > 0, d, jnp.nan)
+    _raise_for_images(~jnp.isfinite(result), "a visible landmark is not finite", where)
+    return result
+
+
+def _check_views(points) -> jax.Array:
+    points = jnp.asarray(points, jnp.float32)
+    if points.ndim != 4 or points.shape[-1] != 2 or points.shape[0] < 2:
+        raise ValueError(f"points must have shape [V, N, K, 2] with V >= 2, got {points.shape}")
+    return points
+
+
+def spread_normalizer(points, eye_indices=None) -> jax.Array:
+    """Inter-ocular distance of the mean over the views, float[N]: `spread`'s scale without gt.
+
+    points: float[V, N, K, 2]; eye_indices as for `nme`.
+    """
+    return normalizer(
+        jnp.mean(_check_views(points), axis=0), "inter_ocular", None, None, eye_indices
+    )
+
+
+def spread(points, normalizer) -> jax.Array:
+    """Disagreement of V predictions of each face, without ground truth, float[N].
+
+    spread_n = mean_k sqrt(mean_v ||p_v,n,k - m_n,k||^2) / d_n, m the mean over the views:
+    each point's RMS distance from the views' consensus, averaged over the points, normalised.
+
+    Args:
+      points: float[V, N, K, 2], predictions for V transformed views of N faces (flips,
+        shifts, scales, ...) mapped back to the original image's coordinates.
+      normalizer: float[N], e.g. `spread_normalizer(points)` or the gt's inter-ocular distance.
+    """
+    points = _check_views(points)
+    d = jnp.asarray(normalizer, jnp.float32)
+    if d.shape != points.shape[1:2]:
+        raise ValueError(f"normalizer must have shape ({points.shape[1]},) (N), got {d.shape}")
+    _raise_for_images(
+        ~(jnp.isfinite(d) & (d > 0)), "the normaliser is zero or not finite", "face(s)"
+    )
+    dev = points - jnp.mean(points, axis=0)
+    rms = jnp.sqrt(jnp.mean(jnp.sum(dev * dev, axis=-1), axis=0))  # [N, K]
+    result = jnp.mean(rms, axis=-1) / d
+    _raise_for_images(~jnp.isfinite(result), "a point is not finite", "face(s)")
+    return result

@@ -20,18 +20,26 @@ from sphm_jax import metrics, storage
 PRED_COLOUR, GT_COLOUR = (255, 60, 60), (60, 220, 60)
 
 
-def draw_landmarks(image, boxes, points, gt=None) -> np.ndarray:
-    """uint8 RGB copy of `image` with each face's box and points (and ground truth, if given)."""
+def draw_landmarks(image, boxes, points, gt=None, flagged=None) -> np.ndarray:
+    """uint8 RGB copy of `image` with each face's box and points (and ground truth, if given);
+    flagged [F, K] points (unreliable) are drawn as rings."""
     canvas = Image.fromarray(np.asarray(image, np.uint8))
     draw = ImageDraw.Draw(canvas)
     radius = max(1.0, max(canvas.size) / 300.0)
     for f, box in enumerate(np.asarray(boxes, np.float64)):
         draw.rectangle(box.tolist(), outline=(255, 200, 0), width=max(1, int(radius)))
-        sets = [(points[f], PRED_COLOUR)] + ([(gt[f], GT_COLOUR)] if gt is not None else [])
-        for pts, colour in sets:
-            for x, y in np.asarray(pts, np.float64):
+        rings = np.zeros(len(points[f]), bool) if flagged is None else np.asarray(flagged[f])
+        sets = [(points[f], PRED_COLOUR, rings)]
+        if gt is not None:
+            sets.append((gt[f], GT_COLOUR, np.zeros(len(gt[f]), bool)))
+        for pts, colour, ring in sets:
+            for (x, y), r in zip(np.asarray(pts, np.float64), ring):
                 if np.isfinite(x) and np.isfinite(y):
-                    draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
+                    circle = [x - 2 * radius, y - 2 * radius, x + 2 * radius, y + 2 * radius]
+                    if r:
+                        draw.ellipse(circle, outline=colour, width=max(1, int(radius)))
+                    else:
+                        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
     return np.asarray(canvas)
 
 

@@ -1,12 +1,14 @@
-"""Landmarks for image files, batched and jitted: python -m sphm_jax.predict IMAGES... --checkpoint DIR.
+"""Landmarks for photos and videos, batched and jitted: python -m sphm_jax.predict INPUTS... --checkpoint DIR.
 
-Faces come from a box file (JSON or CSV), from the `.pts` file beside each
-image (its tight box, as the training crops), or are the whole image. Every
-face is cropped by the training pipeline's own rule (input_pipeline.preprocess),
-run through the network in fixed-size batches spread over the local devices,
-decoded sub-pixel and mapped back to original image pixels. One record per
-face goes to JSON, JSON lines or CSV; an unreadable image or a bad box becomes
-an error record, the rest still run, and the exit code is 1 if anything failed.
+Faces come from a face detector (`--detector`, default mtcnn, its box calibrated to the
+training crop by the workdir's detector_calibration.json), a box file (JSON or CSV), the
+`.pts` file beside each image (its tight box, as the training crops), or are the whole image
+(`--detector none`). Every face is cropped by the training pipeline's own rule
+(input_pipeline.preprocess), run through the network in fixed-size batches spread over the
+local devices, decoded sub-pixel and mapped back to original image pixels. A video (or, with
+`--video`, a folder of frames) is followed frame by frame (sphm_jax.video.track). One record per
+face goes to JSON, JSON lines or CSV; an unreadable image or a bad box becomes an error record,
+the rest still run, and the exit code is 1 if anything failed.
 
 Python: `sphm_jax.predictor.Predictor.load(workdir_or_checkpoint)(image, boxes)`.
 """
@@ -16,13 +18,9 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
-import contextlib
-import csv
 import dataclasses
-import heapq
+import functools
 import itertools
-import json
-import math
 import os
 import sys
 import time
@@ -34,14 +32,24 @@ import tqdm
 from etils import epath
 
 from sphm_jax import (
+    detection,
     heatmaps,
     image_io,
     landmark_io,
-    plots,
-    storage,
+    outputs,
+    smoothing,
+    video,
 )
-from sphm_jax.boxes import BOX_FIELDS, InputError, check_box, pts_box, read_boxes, whole_image_box
-from sphm_jax.predictor import Predictor
+from sphm_jax.boxes import (  # noqa: F401 (BOX_FIELDS: the CSV columns, for callers)
+    BOX_FIELDS,
+    InputError,
+    check_box,
+    pts_box,
+    read_boxes,
+    whole_image_box,
+)
+from sphm_jax.outputs import Records, Writer, face_record
+from sphm_jax.predictor import RELIABLE_SCORE, Predictor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -81,12 +89,27 @@ def find_images(inputs: Sequence[str]) -> list[ImageFile]:
     return found
 
 
-def raw_boxes(image: ImageFile, shape, source) -> list:
-    """The face boxes of one image, unchecked: from a box table, its .pts file, or the whole image."""
+def split_inputs(inputs: Sequence[str], frame_folders: bool) -> tuple[list[str], list[str]]:
+    """(photo inputs, clip inputs): video files are clips; so are folders with --video."""
+    photos, clips = [], []
+    for item in inputs:
+        path = epath.Path(item)
+        is_clip = path.suffix.lower() in video.VIDEO_SUFFIXES or (frame_folders and path.is_dir())
+        (clips if is_clip else photos).append(item)
+    if frame_folders and photos:
+        raise InputError(f"--video takes video files and folders of frames, not {photos[0]}")
+    return photos, clips
+
+
+def raw_boxes(image: ImageFile, pixels: np.ndarray, source) -> list:
+    """The face boxes of one image, unchecked: from a box table, its .pts file, a detector
+    (a callable: pixels -> boxes), or the whole image."""
     if source is None:
-        return [whole_image_box(*shape[:2])]
+        return [whole_image_box(*pixels.shape[:2])]
     if source == "pts":
         return [pts_box(image.path)]
+    if callable(source):
+        return list(source(pixels))
     for key in (image.name, str(image.path), image.path.name):
         if key in source:
             return source[key]
@@ -100,22 +123,29 @@ def read_faces(images: Sequence[ImageFile], source, on_error, workers: int = 4) 
     """((image index, face index, ImageFile, box), image, box) per valid face, images read ahead.
 
     Unreadable images and bad boxes go to on_error(image index, face index, ImageFile, box,
-    message) and are skipped; at most 2 * workers images are held at once.
+    message) and are skipped, as do images where a detector finds no face (failed=False);
+    at most 2 * workers images are held at once. Detection runs in the reading threads.
     """
+
+    def read(img):
+        image = image_io.read_image(img.path)
+        return image, raw_boxes(img, image, source)
+
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         reads = (
-            (i, img, pool.submit(image_io.read_image, img.path)) for i, img in enumerate(images)
+            (i, img, pool.submit(read, img)) for i, img in enumerate(images)
         )  # lazy: an image is submitted only when the window below pulls it
         pending = collections.deque(itertools.islice(reads, 2 * workers))
         while pending:
             i, img, future = pending.popleft()
             pending.extend(itertools.islice(reads, 1))
             try:
-                image = future.result()
-                boxes = raw_boxes(img, image.shape, source)
+                image, boxes = future.result()
             except (image_io.ImageError, InputError, landmark_io.AnnotationError) as err:
                 on_error(i, None, img, None, str(err))
                 continue
+            if not boxes:
+                on_error(i, None, img, None, "no face detected", failed=False)
             for f, box in enumerate(boxes):
                 try:
                     box = check_box(box, *image.shape[:2], f"{img.name}: box {f}")
@@ -125,65 +155,16 @@ def read_faces(images: Sequence[ImageFile], source, on_error, workers: int = 4) 
                 yield (i, f, img, box), image, box
 
 
-class Records:
-    """One record per face (or error) to .json (an array), .jsonl or .csv, written as it comes."""
-
-    def __init__(self, path: str | None, num_landmarks: int):
-        self.path, self.k = path, num_landmarks
-        self.kind = "jsonl" if path is None else storage.path(path).suffix.lower().lstrip(".")
-        if self.kind not in ("json", "jsonl", "csv"):
-            raise InputError(f"--output {path}: write .json, .jsonl or .csv")
-        self.opened = contextlib.ExitStack()  # a remote file is a context manager only
-        self.file = (
-            sys.stdout if path is None else self.opened.enter_context(storage.path(path).open("w"))
-        )
-        self.count = 0
-        if self.kind == "json":
-            self.file.write("[\n")
-        if self.kind == "csv":
-            self.csv = csv.writer(self.file)
-            coords = [f"{a}_{i}" for i in range(self.k) for a in "xy"]
-            scores = [f"score_{i}" for i in range(self.k)]
-            self.csv.writerow(["image", "face", *BOX_FIELDS, "error", *coords, *scores])
-
-    def write(self, record: dict) -> None:
-        if self.kind == "csv":
-            box = record["box"] or [""] * 4
-            points = np.ravel(record.get("landmarks") or []).tolist()
-            scores = record.get("scores") or []
-            row = [record["image"], record["face"], *box, record["error"] or ""]
-            self.csv.writerow(row + points + scores)
-        else:
-            line = json.dumps(record)
-            sep = ",\n" if self.kind == "json" and self.count else ""
-            self.file.write(sep + line + ("" if self.kind == "json" else "\n"))
-        self.count += 1
-
-    def close(self) -> None:
-        if self.kind == "json":
-            self.file.write("\n]\n")
-        self.opened.close()
-
-
-def face_record(img: ImageFile, face, box, points=None, scores=None, error=None) -> dict:
-    as_list = lambda a: None if a is None else np.round(np.asarray(a, np.float64), 4).tolist()
-    return {
-        "image": img.name,
-        "face": face,
-        "box": as_list(box),
-        "landmarks": as_list(points),
-        "scores": as_list(scores),
-        "error": error,
-    }
-
-
 def _parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m sphm_jax.predict",
-        description="Sub-pixel facial landmarks for image files (batched, jitted).",
+        description="Sub-pixel facial landmarks for photos and videos (batched, jitted).",
     )
     parser.add_argument(
-        "inputs", nargs="+", help="image files and/or folders (searched recursively)"
+        "inputs",
+        nargs="+",
+        help="image files and/or folders (searched recursively), video files "
+        f"({' '.join(video.VIDEO_SUFFIXES)})",
     )
     parser.add_argument(
         "--checkpoint", required=True, help="a training workdir or a checkpoint directory"
@@ -192,11 +173,23 @@ def _parse_args(argv):
     parser.add_argument(
         "--boxes",
         help="face boxes: a .json/.csv file, or 'pts' for the .pts file beside each image "
-        "(default: the whole image is the face)",
+        "(default: found by --detector)",
+    )
+    parser.add_argument(
+        "--detector",
+        choices=(*detection.DETECTORS, "none"),
+        help=f"face detector when --boxes is not given (default: {detection.DEFAULT_DETECTOR}; "
+        "none: the whole image is the face)",
     )
     parser.add_argument("--output", help=".json, .jsonl or .csv (default: JSON lines on stdout)")
-    parser.add_argument("--overlays", help="folder for PNGs with the landmarks drawn")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument(
+        "--overlays", help="folder for PNGs with the landmarks drawn; for videos also an .mp4"
+    )
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        help="faces per network call (default 32; 1 for videos, which run frame by frame)",
+    )
     parser.add_argument("--decoder", choices=heatmaps.METHODS, help="default: the workdir's")
     parser.add_argument("--window", type=int)
     parser.add_argument("--temperature", type=float)
@@ -209,23 +202,78 @@ def _parse_args(argv):
         help="crop side / longer box side (default: the workdir's; 1.0 for whole-image faces)",
     )
     parser.add_argument("--flip", action="store_true", help="average with the mirrored crop")
+    parser.add_argument(
+        "--min_score",
+        type=float,
+        default=RELIABLE_SCORE,
+        help="points whose heatmap peak is below this are listed as unreliable",
+    )
     parser.add_argument("--workers", type=int, default=4, help="image reading threads")
+    _add_video_args(parser.add_argument_group("videos"))
     return parser.parse_args(argv)
 
 
+def _add_video_args(clips) -> None:
+    clips.add_argument("--video", action="store_true", help="each folder is the frames of a clip")
+    clips.add_argument("--fps", type=float, default=25.0, help="frame rate of frame folders")
+    clips.add_argument("--smooth", action="store_true", help="One-Euro smoothing of the points")
+    clips.add_argument("--min_cutoff", type=float, default=smoothing.OneEuroParams.min_cutoff)
+    clips.add_argument("--beta", type=float, default=smoothing.OneEuroParams.beta)
+    clips.add_argument(
+        "--lost_score",
+        type=float,
+        default=video.LOST_SCORE,
+        help="re-detect when a face's mean peak score falls below this",
+    )
+    clips.add_argument(
+        "--redetect_every", type=int, default=0, help="also re-detect every N frames (0: never)"
+    )
+
+
+def face_finder(args):
+    """The box source: a box table, 'pts', a detector with its calibration, or None (whole)."""
+    if args.boxes is not None:
+        return args.boxes if args.boxes == "pts" else read_boxes(args.boxes)
+    name = args.detector or detection.DEFAULT_DETECTOR
+    if name == "none":
+        return None
+    try:
+        detect = detection.load_detector(name)
+    except detection.MissingDetector as err:
+        raise InputError(f"{err}; or pass --boxes, or --detector none for whole images") from None
+    calibration = detection.read_calibration(args.checkpoint, name)
+    if calibration is None:
+        print(
+            f"warning: no {name} calibration in {args.checkpoint}: its boxes are used as they "
+            f"are (python -m sphm_jax.detect calibrate --checkpoint WORKDIR --detector {name})",
+            file=sys.stderr,
+        )
+    return functools.partial(detection.face_boxes, detect, calibration)
+
+
+def _check_clips(args, clips, images) -> None:
+    for clip in clips:
+        if not epath.Path(clip).exists():
+            raise InputError(f"{clip}: no such file or folder")
+    if clips and (args.boxes is not None or args.detector == "none"):
+        raise InputError("videos need a face detector (--detector), not --boxes or none")
+    one_file = args.overlays and args.overlays.lower().endswith(video.VIDEO_SUFFIXES)
+    if one_file and (len(clips) != 1 or images):
+        raise InputError(f"--overlays {args.overlays}: one video file takes exactly one clip")
+
+
 def _setup(args) -> tuple:
-    """(images, box source, predictor, records) of the command line; InputError if bad."""
-    images = find_images(args.inputs)
-    source = args.boxes
-    if source is not None and source != "pts":
-        source = read_boxes(source)
+    """(photos, clips, box source, predictor, records) of the command line; InputError if bad."""
+    photo_inputs, clips = split_inputs(args.inputs, args.video)
+    images = find_images(photo_inputs)
+    _check_clips(args, clips, images)
     crop_scale = args.crop_scale
-    if crop_scale is None and args.boxes is None:
+    if crop_scale is None and args.boxes is None and args.detector == "none":
         crop_scale = 1.0  # whole images are taken as already cropped faces
     predictor = Predictor.load(
         args.checkpoint,
         args.step,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or (1 if clips and not images else 32),
         decoder=args.decoder,
         window=args.window,
         temperature=args.temperature,
@@ -233,49 +281,11 @@ def _setup(args) -> tuple:
         crop_scale=crop_scale,
         flip=args.flip,
     )
-    return images, source, predictor, Records(args.output, predictor.num_landmarks)
+    source = face_finder(args)
+    return images, clips, source, predictor, Records(args.output, predictor.num_landmarks)
 
 
-class _Writer:
-    """Records in input order (an error waits in a heap for the faces before it), and overlays."""
-
-    def __init__(self, records: Records, overlays: str | None):
-        self.records, self.overlays = records, overlays
-        self.errors = []  # heap of (image index, face index, record)
-        self.failed = []  # image names
-        self.overlay = []  # the faces of the image being drawn
-
-    def error(self, i, f, img, box, message) -> None:
-        self.failed.append(img.name)
-        record = face_record(img, f, box, error=message)
-        heapq.heappush(self.errors, (i, -1 if f is None else f, record))
-
-    def flush_errors(self, before) -> None:
-        while self.errors and self.errors[0][:2] < before:
-            self.records.write(heapq.heappop(self.errors)[2])
-
-    def face(self, i, f, img, box, points, scores) -> None:
-        self.flush_errors((i, f))
-        self.records.write(face_record(img, f, box, points, scores))
-        self.overlay.append((img, box, points))
-
-    def draw(self) -> None:
-        """The overlay of the image whose faces are done."""
-        pending, self.overlay = self.overlay, []
-        if self.overlays and pending:
-            img = pending[0][0]
-            out = storage.path(self.overlays) / (os.path.splitext(img.name)[0] + ".png")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            boxes = np.stack([p[1] for p in pending])
-            points = np.stack([p[2] for p in pending])
-            plots.save_png(plots.draw_landmarks(image_io.read_image(img.path), boxes, points), out)
-
-    def close(self) -> None:
-        self.flush_errors((math.inf, math.inf))
-        self.records.close()
-
-
-def _predict_all(args, images, source, predictor: Predictor, writer: _Writer) -> int:
+def _predict_all(args, images, source, predictor: Predictor, writer: Writer) -> int:
     """Streams every face through the predictor; the number of faces predicted."""
     faces = read_faces(images, source, writer.error, args.workers)
     progress = tqdm.tqdm(total=len(images), unit="image", file=sys.stderr, disable=None)
@@ -293,22 +303,67 @@ def _predict_all(args, images, source, predictor: Predictor, writer: _Writer) ->
     return predicted
 
 
+def _predict_clip(args, clip: str, source, predictor: Predictor, writer: Writer) -> int:
+    """Tracks the faces of one clip frame by frame; the number of faces predicted."""
+    path = epath.Path(clip)
+    if path.is_dir():
+        frames, fps = video.folder_frames(_image_files(path), args.fps)
+    else:
+        frames, fps = video.video_frames(path)
+    smooth = None
+    if args.smooth:
+        smooth = smoothing.OneEuroParams(min_cutoff=args.min_cutoff, beta=args.beta)
+    overlay = outputs.clip_overlay(args.overlays, clip, fps)
+    tracked = video.track(
+        frames,
+        predictor,
+        source,
+        fps=fps,
+        lost_score=args.lost_score,
+        redetect_every=args.redetect_every,
+        smooth=smooth,
+    )
+    predicted = 0
+    for t, (frame, faces) in enumerate(tqdm.tqdm(tracked, unit="frame", disable=None)):
+        for f in faces:
+            record = face_record(
+                clip, f.track, f.box, f.points, f.scores, frame=t, min_score=args.min_score
+            )
+            writer.records.write(record)
+        if not faces:
+            writer.records.write(face_record(clip, None, None, error="no face detected", frame=t))
+        predicted += len(faces)
+        if overlay is not None:
+            outputs.draw_frame(overlay, t, frame, faces, args.min_score)
+    if isinstance(overlay, video.VideoWriter):
+        overlay.close()
+    return predicted
+
+
 def main(argv=None) -> int:
     args = _parse_args(argv)
     tf.config.set_visible_devices([], "GPU")  # tf.data crops on the host; the devices are JAX's
     started = time.time()
     try:
-        images, source, predictor, records = _setup(args)
+        images, clips, source, predictor, records = _setup(args)
     except (InputError, FileNotFoundError, ValueError, landmark_io.AnnotationError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    writer = _Writer(records, args.overlays)
-    predicted = _predict_all(args, images, source, predictor, writer)
+    writer = Writer(records, args.overlays, args.min_score)
+    predicted = _predict_all(args, images, source, predictor, writer) if images else 0
+    for clip in clips:
+        try:
+            predicted += _predict_clip(args, clip, source, predictor, writer)
+        except (InputError, image_io.ImageError) as err:
+            writer.failed.append(clip)
+            writer.records.write(face_record(clip, None, None, error=str(err)))
     writer.close()
     failed, failed_names = writer.failed, sorted(set(writer.failed))
     seconds = time.time() - started
+    inputs = f"{len(images)} images" + (f", {len(clips)} videos" if clips else "")
+    faceless = f", {writer.faceless} without a face" if writer.faceless else ""
     print(
-        f"{len(images)} images, {predicted} faces predicted, {len(failed)} failed "
+        f"{inputs}, {predicted} faces predicted, {len(failed)} failed{faceless} "
         f"({seconds:.1f} s, {predicted / max(seconds, 1e-9):.1f} faces/s)",
         file=sys.stderr,
     )

@@ -20,6 +20,8 @@ import tensorflow as tf
 from sphm_jax import checkpoints, devices, geometry, heatmaps, inference, input_pipeline, layouts
 from sphm_jax.boxes import InputError, check_box, whole_image_box
 
+# Peak score below which a point is reported unreliable (README, "Confidence per point").
+RELIABLE_SCORE = 0.3
 _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
 
 

@@ -19,6 +19,8 @@ COMMANDS = {
     "roundtrip",
     "convert",
     "export",
+    "detect",
+    "stability",
 }
 
 

@@ -122,3 +122,90 @@ def test_tight_box_uses_visible_points_only():
     np.testing.assert_allclose(
         metrics.tight_box(pts, np.array([[1, 1, 0]])), [[1.0, 2.0, 5.0, 9.0]]
     )
+
+
+# ---------------------------------------------------------------------------
+# Stability: nmj on a track, spread over views.
+
+
+def track(t=6, k=68, seed=0):
+    """gt float[T, K, 2] of one moving face: random points, then a random walk of the whole."""
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.normal(0, 3, (t, 1, 2)), axis=0)
+    return (rng.uniform(20, 120, (1, k, 2)) + walk).astype(np.float32)
+
+
+def test_nmj_is_zero_for_a_constant_offset_and_counts_the_errors_change():
+    gt = track()
+    bias = np.random.default_rng(1).normal(0, 4, (1, 68, 2)).astype(np.float32)
+    np.testing.assert_allclose(metrics.nmj(gt + bias, gt), np.zeros(5), atol=1e-6)
+    # A jitter of the prediction alone does count.
+    assert np.all(np.asarray(metrics.nmj(gt + bias + np.arange(6)[:, None, None] % 2, gt)) > 0)
+
+
+def test_nmj_on_a_hand_computed_three_frame_track():
+    gt = np.array([[[0, 0], [10, 0]], [[0, 0], [10, 0]], [[0, 0], [20, 0]]], np.float32)
+    pred = gt.copy()
+    pred[1, 0] += (3, 4)  # e_1 - e_0: 5 and 0 px -> 2.5 px / 10
+    pred[2, 0] += (3, 4)
+    pred[2, 1] += (0, 2)  # e_2 - e_1: 0 and 2 px -> 1 px / 20
+    out = metrics.nmj(pred, gt, eye_indices=(0, 1))
+    np.testing.assert_allclose(out, [0.25, 0.05], rtol=1e-6)
+    # Point 1 hidden in frame 2: only point 0 of the second transition is left, which kept still.
+    visible = np.array([[1, 1], [1, 1], [1, 0]], np.float32)
+    np.testing.assert_allclose(metrics.nmj(pred, gt, visible=visible, eye_indices=(0, 1))[1], 0.0)
+
+
+def test_nmj_ignores_motion_that_prediction_and_gt_share():
+    gt = track(seed=2)
+    pred = gt + np.random.default_rng(3).normal(0, 1, gt.shape).astype(np.float32)
+    motion = np.random.default_rng(4).normal(0, 5, gt.shape).astype(np.float32)
+    motion[:, 45] = motion[:, 36]  # the eyes move together: the normaliser stays
+    np.testing.assert_allclose(
+        metrics.nmj(pred + motion, gt + motion), metrics.nmj(pred, gt), rtol=1e-4
+    )
+
+
+def test_nmj_rejects_a_single_frame_and_names_the_bad_transition():
+    gt = track(t=3)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        metrics.nmj(gt[:1], gt[:1])
+    visible = np.ones((3, 68), np.float32)
+    visible[2] = 0
+    with pytest.raises(ValueError, match=r"visible in both frames .* t = \[1\]"):
+        metrics.nmj(gt, gt, "box", visible)
+
+
+def test_spread_is_zero_when_the_views_agree_and_scales_with_deviations_and_normaliser():
+    rng = np.random.default_rng(5)
+    mean = rng.uniform(0, 100, (1, 3, 68, 2)).astype(np.float32)
+    dev = rng.normal(0, 1, (4, 3, 68, 2)).astype(np.float32)
+    dev -= dev.mean(0)  # mean stays the views' mean
+    d = metrics.spread_normalizer(mean + dev)
+    np.testing.assert_allclose(d, metrics.normalizer(mean[0], "inter_ocular"), rtol=1e-5)
+    np.testing.assert_allclose(metrics.spread(np.repeat(mean, 4, 0), d), np.zeros(3), atol=1e-6)
+    one = np.asarray(metrics.spread(mean + dev, d))
+    assert np.all(one > 0)
+    np.testing.assert_allclose(metrics.spread(mean + 2 * dev, d), 2 * one, rtol=1e-4)
+    np.testing.assert_allclose(metrics.spread(mean + dev, 4 * np.asarray(d)), one / 4, rtol=1e-5)
+
+
+def test_spread_on_a_hand_computed_example():
+    # Three views of one face with two points: point 0 at x = 0, 0, 3 (mean 1, deviations
+    # 1, 1, 2: RMS sqrt(2)), point 1 the same in every view; mean sqrt(2) / 2, over d = 2.
+    points = np.zeros((3, 1, 2, 2), np.float32)
+    points[2, 0, 0, 0] = 3
+    points[:, 0, 1] = (5, 7)
+    np.testing.assert_allclose(metrics.spread(points, [2.0]), [np.sqrt(2) / 4], rtol=1e-6)
+
+
+def test_spread_checks_its_shapes_and_normaliser():
+    points = np.zeros((2, 3, 5, 2), np.float32)
+    with pytest.raises(ValueError, match=r"\[V, N, K, 2\] with V >= 2"):
+        metrics.spread(points[:1], np.ones(3))
+    with pytest.raises(ValueError, match=r"\[V, N, K, 2\]"):
+        metrics.spread(points[0], np.ones(3))
+    with pytest.raises(ValueError, match=r"normalizer must have shape \(3,\)"):
+        metrics.spread(points, np.ones(2))
+    with pytest.raises(ValueError, match=r"zero or not finite for face\(s\) \[1\]"):
+        metrics.spread(points, [1.0, 0.0, 1.0])

@@ -224,7 +224,7 @@ def _make_folder(folder, n, seed):
 
 def _run_load(folder, checkpoint, out):
     args = [sys.executable, "-c", LOAD_SCRIPT, str(folder), "--checkpoint", str(checkpoint)]
-    args += ["--image_size", "64", "--batch_size", "32", "--output", str(out)]
+    args += ["--image_size", "64", "--batch_size", "32", "--output", str(out), "--detector", "none"]
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     rss = int(done.stdout.split("MAXRSS")[-1])

@@ -64,6 +64,7 @@ def test_a_gs_workdir_resumes_evaluates_and_predicts(gcs, tiny_data_dir, tmp_pat
     rgb = np.random.default_rng(0).integers(0, 256, (80, 70, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "faces" / "a.png")
     argv = [str(tmp_path / "faces"), "--checkpoint", remote, "--output", f"{remote}/faces.csv"]
+    argv += ["--detector", "none"]
     assert predict.main([*argv, "--overlays", f"{remote}/overlays"]) == 0
     rows = list(csv.DictReader(io.StringIO((run / "faces.csv").read_text())))
     assert [r["image"] for r in rows] == ["a.png"] and rows[0]["x_67"] and not rows[0]["error"]

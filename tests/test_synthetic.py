@@ -1,12 +1,14 @@
 """Tests for sphm_jax.synthetic: the procedural face, the faces drawn from it and their renderer."""
 
 import dataclasses
+import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 from scipy.ndimage import binary_erosion
 
-from sphm_jax import layouts, metrics, synthetic
+from sphm_jax import landmark_io, layouts, metrics, synthetic
 
 
 def test_template_is_mirror_symmetric_under_the_ibug_flip_permutation():
@@ -192,3 +194,71 @@ def test_grid_command_writes_a_sheet(tmp_path):
     )
     with Image.open(path) as sheet:
         assert sheet.size == (128, 64)
+
+
+# ---------------------------------------------------------------------------
+# The test clip.
+
+
+def clip_landmarks(params):
+    """float[T, 68, 2]: the landmarks `render` would give each frame, without drawing it."""
+    units = [synthetic.shape_landmarks(p) for p in params]
+    return np.stack([synthetic.project(u, p, u) for u, p in zip(units, params)])
+
+
+def test_clip_stays_inside_its_frames_and_moves_smoothly_with_context_around_the_face():
+    for seed in range(4):
+        params = synthetic.clip_params(seed, 96)
+        points = clip_landmarks(params)
+        assert np.all(points >= 0) and np.all(points <= 255)
+        step = np.linalg.norm(np.diff(points, axis=0), axis=-1).max(-1)  # [T - 1] px
+        assert step.min() > 0.3 and step.max() < 5.0, (seed, step.min(), step.max())
+        width = np.ptp(points[..., 0], axis=-1) / 256
+        assert 0.35 < width.min() and width.max() < 0.5, (seed, width.min(), width.max())
+        assert {(p.texture_seed, p.blur, p.noise, p.occluders) for p in params} == {
+            (params[0].texture_seed, params[0].blur, params[0].noise, ())
+        }
+
+
+def test_render_clip_is_deterministic_and_its_landmarks_are_the_renderers():
+    frames, landmarks = synthetic.render_clip(5, 4, 128)
+    assert frames.shape == (4, 128, 128, 3) and frames.dtype == np.uint8
+    assert landmarks.shape == (4, 68, 2) and landmarks.dtype == np.float32
+    np.testing.assert_allclose(
+        landmarks, clip_landmarks(synthetic.clip_params(5, 4, 128)), atol=1e-4
+    )
+    again = synthetic.render_clip(5, 4, 128)
+    np.testing.assert_array_equal(frames, again[0])
+    np.testing.assert_array_equal(landmarks, again[1])
+    assert not np.array_equal(frames, synthetic.render_clip(6, 4, 128)[0])
+
+
+def test_clip_command_writes_a_video_frames_and_pts_files_that_read_back(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    synthetic.main(["--clip", str(tmp_path), "--seed", "0", "--frames", "6"])  # a colour face
+    frames, landmarks = synthetic.render_clip(0, 6)
+    capture = cv2.VideoCapture(str(tmp_path / "clip.mp4"))
+    decoded = []
+    while (read := capture.read())[0]:
+        decoded.append(read[1][..., ::-1])  # BGR -> RGB
+    capture.release()
+    assert np.shape(decoded) == frames.shape
+    # mp4v is lossy; swapped colour channels would be off by far more.
+    assert np.abs(np.asarray(decoded, np.float32) - frames).mean() < 6
+    np.testing.assert_array_equal(np.load(tmp_path / "landmarks.npy"), landmarks)
+    for i in range(6):
+        with Image.open(tmp_path / "frames" / f"{i:06d}.png") as png:
+            np.testing.assert_array_equal(np.asarray(png), frames[i])
+        pts = landmark_io.read_pts(tmp_path / "frames" / f"{i:06d}.pts", 68)
+        np.testing.assert_allclose(pts, landmarks[i], atol=2e-5)  # 6 decimals, float32
+
+
+def test_write_clip_checks_its_input_and_names_the_package_it_needs(tmp_path, monkeypatch):
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"landmarks must be \[2, K, 2\]"):
+        synthetic.write_clip(tmp_path, frames, np.zeros((3, 68, 2)))
+    with pytest.raises(ValueError, match="frames must be uint8"):
+        synthetic.write_clip(tmp_path, frames.astype(np.float32), np.zeros((2, 68, 2)))
+    monkeypatch.setitem(sys.modules, "cv2", None)  # makes `import cv2` fail
+    with pytest.raises(ImportError, match="pip install opencv-python-headless"):
+        synthetic.write_clip(tmp_path, frames, np.zeros((2, 68, 2)))

@@ -11,10 +11,12 @@ a face is made:
   raster     exact area coverage of polygons, curves and bands; compositing
   texture    background, grain, shading, lighting, blur, noise
   renderer   FaceParams -> Face, each feature through its landmarks
-  cli        the sample sheet: python -m sphm_jax.synthetic --grid FILE.png
+  clip       the test clip: one face moving smoothly, exact landmarks per frame
+  cli        python -m sphm_jax.synthetic --grid FILE.png (sample sheet) | --clip DIR
 """
 
 from sphm_jax.synthetic.cli import grid, main
+from sphm_jax.synthetic.clip import clip_params, render_clip, write_clip
 from sphm_jax.synthetic.face import FaceParams, clean, project, shape_landmarks
 from sphm_jax.synthetic.raster import SAMPLES, catmull_rom, coverage, ellipse, stroke
 from sphm_jax.synthetic.renderer import Face, render, render_face
@@ -28,6 +30,7 @@ __all__ = [
     "FaceParams",
     "catmull_rom",
     "clean",
+    "clip_params",
     "coverage",
     "ellipse",
     "face_template_68",
@@ -35,9 +38,11 @@ __all__ = [
     "main",
     "project",
     "render",
+    "render_clip",
     "render_face",
     "sample_landmarks",
     "sample_params",
     "shape_landmarks",
     "stroke",
+    "write_clip",
 ]

@@ -1,6 +1,7 @@
-"""The sample sheet of the renderer, and its command.
+"""The sample sheet of the renderer and the test clip, and their command.
 
 python -m sphm_jax.synthetic --grid docs/synthetic_faces.png [--seed N]
+python -m sphm_jax.synthetic --clip DIR [--seed N] [--frames T]
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 from PIL import Image, ImageDraw
 
 from sphm_jax import layouts
+from sphm_jax.synthetic.clip import render_clip, write_clip
 from sphm_jax.synthetic.renderer import render
 from sphm_jax.synthetic.sampling import sample_params
 
@@ -38,12 +40,19 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m sphm_jax.synthetic", description="Samples of the synthetic_faces renderer."
     )
-    parser.add_argument("--grid", required=True, help="PNG file to write the sample sheet to.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the first face.")
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument("--grid", help="PNG file to write the sample sheet to.")
+    out.add_argument("--clip", help="Folder to write the test clip to (see `write_clip`).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the (first) face.")
+    parser.add_argument("--frames", type=int, default=48, help="Frames of the clip.")
     parser.add_argument("--rows", type=int, default=4)
     parser.add_argument("--cols", type=int, default=4)
     parser.add_argument("--tile", type=int, default=192, help="Side of one sample, px.")
     args = parser.parse_args(argv)
+    if args.clip:
+        paths = write_clip(args.clip, *render_clip(args.seed, args.frames))
+        print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+        return
     sheet = grid(args.seed, args.rows, args.cols, args.tile)
     # An adaptive palette keeps the noisy sheet small enough for the README.
     sheet.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
