@@ -129,30 +129,48 @@ def confidence(predictor, examples) -> dict:
     }
 
 
+def _runs(found) -> list[slice]:
+    """The runs of consecutive frames (2 or more) where the face was found."""
+    runs, start = [], None
+    for t, ok in enumerate([*found, False]):
+        if ok and start is None:
+            start = t
+        elif not ok and start is not None:
+            runs += [slice(start, t)] if t - start >= 2 else []
+            start = None
+    return runs
+
+
 def clip_jitter(predictor, find_faces, seeds, frames: int, size: int) -> dict:
-    """NME and NMJ on rendered clips, through the video path and from the true boxes."""
-    rows = {"tracked": ([], []), "true boxes": ([], [])}
+    """NME and NMJ on rendered clips, through the video path and from the true boxes; the video
+    path counts the frames where the detector or tracker had the face (one face per clip)."""
+    nmes = {"tracked": [], "true boxes": []}
+    nmjs = {"tracked": [], "true boxes": []}
+    found = 0
     for seed in seeds:
         clip, gt = synthetic.render_clip(seed, frames, size)
-        tracked = [faces for _, faces in video.track(clip, predictor, find_faces)]
-        if all(len(f) == 1 for f in tracked):  # the face was found on every frame
-            rows["tracked"][0].append(np.stack([f[0].points for f in tracked]))
-            rows["tracked"][1].append(gt)
+        tracked = [
+            f[0].points if len(f) == 1 else None
+            for _, f in video.track(clip, predictor, find_faces)
+        ]
         true = [predictor(frame, [metrics.tight_box(g)])[0][0] for frame, g in zip(clip, gt)]
-        rows["true boxes"][0].append(np.stack(true))
-        rows["true boxes"][1].append(gt)
-    out = {}
-    for name, (preds, gts) in rows.items():
-        if preds:
-            out[name] = {
-                "clips": len(preds),
-                "nme": float(
-                    np.mean(
-                        [np.mean(metrics.nme(p, g, "inter_ocular")) for p, g in zip(preds, gts)]
-                    )
-                ),
-                "nmj": float(np.mean([np.mean(metrics.nmj(p, g)) for p, g in zip(preds, gts)])),
-            }
+        have = [p is not None for p in tracked]
+        found += sum(have)
+        for name, points, runs in (
+            ("tracked", tracked, _runs(have)),
+            ("true boxes", true, [slice(0, frames)]),
+        ):
+            for run in runs:
+                pred = np.stack(points[run])
+                nmes[name] += list(np.asarray(metrics.nme(pred, gt[run], "inter_ocular")))
+                nmjs[name] += list(np.asarray(metrics.nmj(pred, gt[run])))
+    out = {
+        name: {"nme": float(np.mean(nmes[name])), "nmj": float(np.mean(nmjs[name]))}
+        for name in nmes
+        if nmjs[name]
+    }
+    if "tracked" in out:
+        out["tracked"]["frames"] = f"{found} of {len(seeds) * frames}"
     return out
 
 

@@ -2,6 +2,7 @@
 matching, non-maximum suppression and the calibration's fit, storage and use."""
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -106,3 +107,21 @@ def test_the_comparison_scores_recall_and_false_detections(photos):
     assert np.all(boxes[:, 2] - boxes[:, 0] < 256 * 0.75)  # shrunk: context around each face
     table = detect.format_comparison({"dlib": {"LFW": scored}})
     assert table.splitlines()[2].startswith("| dlib | ")
+
+
+@pytest.mark.xdist_group("uninterrupted")
+def test_calibrate_stores_what_predict_then_uses(uninterrupted, tmp_path, capsys):
+    pytest.importorskip("mtcnn")
+    workdir = shutil.copytree(uninterrupted, tmp_path / "run")  # the fixture stays as trained
+    args = ["calibrate", "--checkpoint", str(workdir), "--fit_faces", "40"]
+    assert detect.main([*args, "--test_faces", "16"]) == 0
+    stored = json.loads((workdir / detection.CALIBRATION_FILE).read_text())["mtcnn"]
+    assert stored["faces"] >= 10 and 0.5 < stored["scale"] < 2
+    assert set(stored["measured"]["nme_inter_ocular"]) == {
+        "training box",
+        "detector box",
+        "calibrated detector box",
+    }
+    assert detection.read_calibration(workdir, "mtcnn").scale == stored["scale"]
+    assert detect.main(["calibrate", "--checkpoint", str(tmp_path)]) == 2
+    assert "not a training workdir" in capsys.readouterr().err

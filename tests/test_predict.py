@@ -245,3 +245,29 @@ def test_a_folder_of_1000_images_completes_in_bounded_memory(tmp_path, tiny_chec
     # 10x the images may not cost more than a few crops' worth of memory (ru_maxrss is in KiB):
     # the 1,000 decoded images alone would be ~170 MB.
     assert big_rss - small_rss < 60 * 1024, (big_rss, small_rss)
+
+
+def test_without_boxes_the_detector_finds_every_face_of_a_group_photo(tmp_path, tiny_checkpoint):
+    pytest.importorskip("mtcnn")
+    from sphm_jax import detect, detection  # pylint: disable=g-import-not-at-top
+
+    (_, astronaut, a_box), (_, grace, g_box) = detect.shipped_photos()[:2]
+    group = np.zeros((600, 1024, 3), np.uint8)
+    group[:512, :512], group[:, 512:] = astronaut, grace
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(group).save(folder / "group.png")
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(folder / "wall.png")
+    out = tmp_path / "out.jsonl"
+    args = [str(folder), "--checkpoint", str(tiny_checkpoint[0]), "--image_size", "64"]
+    assert predict.main([*args, "--output", str(out), "--min_score", "2"]) == 0  # none "failed"
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["image"], r["face"]) for r in records] == [
+        ("group.png", 0),
+        ("group.png", 1),
+        ("wall.png", None),
+    ]
+    faces = np.concatenate([a_box, g_box + [512, 0, 512, 0]])
+    assert sorted(detection.match(np.array([r["box"] for r in records[:2]]), faces)) == [0, 1]
+    assert records[0]["unreliable"] == list(range(68))  # every score is below 2
+    assert records[2]["error"] == "no face detected"
