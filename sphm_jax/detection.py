@@ -18,6 +18,7 @@ workdir (detector_calibration.json) beside the model it was measured with.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 from collections.abc import Callable
@@ -218,3 +219,11 @@ def face_boxes(detect, calibration: Calibration | None, image) -> np.ndarray:
     boxes, scores = detect(image)
     boxes = boxes[np.argsort(-scores, kind="stable")]
     return boxes if calibration is None else calibration.apply(boxes)
+
+
+def face_finder(name: str, workdir=None) -> Callable[[np.ndarray], np.ndarray]:
+    """image -> training boxes [F, 4]: the detector `name` with the calibration stored in
+    `workdir` (None, or none stored there: the detector's own boxes)."""
+    detect = load_detector(name)
+    calibration = None if workdir is None else read_calibration(workdir, name)
+    return functools.partial(face_boxes, detect, calibration)

@@ -19,7 +19,6 @@ import argparse
 import collections
 import concurrent.futures
 import dataclasses
-import functools
 import itertools
 import os
 import sys
@@ -238,17 +237,16 @@ def face_finder(args):
     if name == "none":
         return None
     try:
-        detect = detection.load_detector(name)
+        find = detection.face_finder(name, args.checkpoint)
     except detection.MissingDetector as err:
         raise InputError(f"{err}; or pass --boxes, or --detector none for whole images") from None
-    calibration = detection.read_calibration(args.checkpoint, name)
-    if calibration is None:
+    if detection.read_calibration(args.checkpoint, name) is None:
         print(
             f"warning: no {name} calibration in {args.checkpoint}: its boxes are used as they "
             f"are (python -m sphm_jax.detect calibrate --checkpoint WORKDIR --detector {name})",
             file=sys.stderr,
         )
-    return functools.partial(detection.face_boxes, detect, calibration)
+    return find
 
 
 def _check_clips(args, clips, images) -> None:

@@ -184,10 +184,7 @@ def measure(workdir: str, args) -> dict:
         "confidence": confidence(predictor, examples),
     }
     one = Predictor.load(workdir, batch_size=1)  # the video path runs frame by frame
-    detect = detection.load_detector(args.detector)
-    find = functools.partial(
-        detection.face_boxes, detect, detection.read_calibration(workdir, args.detector)
-    )
+    find = detection.face_finder(args.detector, workdir)
     result["jitter"] = clip_jitter(one, find, range(args.clips), args.frames, 256)
     return result
 
