@@ -192,24 +192,49 @@ def calibrate(workdir: str, detector_name: str, *, fit_faces: int, test_faces: i
         builder.as_dataset(split=name, shuffle_files=False).take(n)
     )
     detect = detection.load_detector(detector_name)
-    fit, fit_total = detected_faces(detect, split(config.train_split, fit_faces), pad)
+    fit_examples = list(split(config.train_split, fit_faces))
+    fit, fit_total = detected_faces(detect, fit_examples, pad)
     if not fit:
         raise InputError(
             f"{detector_name} found no face of {config.dataset}'s {config.train_split}"
         )
     cal = detection.fit_calibration(detector_name, [f[1] for f in fit], [f[2] for f in fit])
     test_split = config.eval_splits[0]
-    test, test_total = detected_faces(detect, split(test_split, test_faces), pad)
+    test_examples = list(split(test_split, test_faces))
+    test, test_total = detected_faces(detect, test_examples, pad)
     if not test:
         raise InputError(f"{detector_name} found no face of {config.dataset}'s {test_split} split")
+    predictor = Predictor.load(workdir)
     measured = {
         "dataset": config.dataset,
         "fit": f"{config.train_split}: {len(fit)} of {fit_total} faces found",
         "test": f"{test_split}: {len(test)} of {test_total} faces found",
         "pad": pad,
-        "nme_inter_ocular": calibration_nmes(Predictor.load(workdir), test, cal),
+        "nme_inter_ocular": calibration_nmes(predictor, test, cal),
     }
+    tracking = tracking_calibration(predictor, fit_examples)
+    faces = [
+        (e["image"], tight_predicted(predictor, e), e["bbox"], e["landmarks"], e["visible"])
+        for e in test_examples
+    ]
+    tracked = calibration_nmes(predictor, faces, tracking)
+    tracked = dict(zip(("training box", "previous landmarks' box", "calibrated"), tracked.values()))
+    detection.write_calibration(workdir, tracking, {"nme_inter_ocular": tracked})
+    measured["tracking"] = {**dataclasses.asdict(tracking), "nme_inter_ocular": tracked}
     return cal, measured, detection.write_calibration(workdir, cal, measured)
+
+
+def tight_predicted(predictor, example) -> np.ndarray:
+    """The tight box of the landmarks predicted from the training box: what a tracker crops."""
+    points, _ = predictor(example["image"], [example["bbox"]])
+    return np.asarray(metrics.tight_box(points[0]))
+
+
+def tracking_calibration(predictor, examples) -> detection.Calibration:
+    """The model's own landmark box -> training box, fitted on training faces: a tracker that
+    crops each frame from the previous landmarks without it drifts with the model's bias."""
+    boxes = [tight_predicted(predictor, e) for e in examples]
+    return detection.fit_calibration(detection.TRACKING, boxes, [e["bbox"] for e in examples])
 
 
 # --- the command line ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from sphm_jax.boxes import InputError
 DETECTORS = ("mtcnn", "dlib", "lbp")
 DEFAULT_DETECTOR = "mtcnn"
 CALIBRATION_FILE = "detector_calibration.json"
+TRACKING = "landmarks"  # the calibration entry of the model's own landmark box (video.track)
 _EXTRA = "pip install 'sphm_jax[detect]'"
 
 

@@ -320,6 +320,7 @@ def _predict_clip(args, clip: str, source, predictor: Predictor, writer: Writer)
         lost_score=args.lost_score,
         redetect_every=args.redetect_every,
         smooth=smooth,
+        recrop=detection.read_calibration(args.checkpoint, detection.TRACKING),
     )
     predicted = 0
     for t, (frame, faces) in enumerate(tqdm.tqdm(tracked, unit="frame", disable=None)):

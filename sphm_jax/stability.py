@@ -141,7 +141,7 @@ def _runs(found) -> list[slice]:
     return runs
 
 
-def clip_jitter(predictor, find_faces, seeds, frames: int, size: int) -> dict:
+def clip_jitter(predictor, find_faces, seeds, frames: int, size: int, recrop=None) -> dict:
     """NME and NMJ on rendered clips, through the video path and from the true boxes; the video
     path counts the frames where the detector or tracker had the face (one face per clip)."""
     nmes = {"tracked": [], "true boxes": []}
@@ -149,10 +149,8 @@ def clip_jitter(predictor, find_faces, seeds, frames: int, size: int) -> dict:
     found = 0
     for seed in seeds:
         clip, gt = synthetic.render_clip(seed, frames, size)
-        tracked = [
-            f[0].points if len(f) == 1 else None
-            for _, f in video.track(clip, predictor, find_faces)
-        ]
+        follow = video.track(clip, predictor, find_faces, recrop=recrop)
+        tracked = [f[0].points if len(f) == 1 else None for _, f in follow]
         true = [predictor(frame, [metrics.tight_box(g)])[0][0] for frame, g in zip(clip, gt)]
         have = [p is not None for p in tracked]
         found += sum(have)
@@ -185,7 +183,8 @@ def measure(workdir: str, args) -> dict:
     }
     one = Predictor.load(workdir, batch_size=1)  # the video path runs frame by frame
     find = detection.face_finder(args.detector, workdir)
-    result["jitter"] = clip_jitter(one, find, range(args.clips), args.frames, 256)
+    recrop = detection.read_calibration(workdir, detection.TRACKING)
+    result["jitter"] = clip_jitter(one, find, range(args.clips), args.frames, 256, recrop)
     return result
 
 

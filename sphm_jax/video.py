@@ -2,7 +2,8 @@
 
 A face is detected on the first frame and again whenever its track is lost (the mean heatmap
 peak drops below `lost_score`, or every `redetect_every` frames if set); in between each face is
-cropped around the tight box of its previous landmarks, the box the 68-point builders train on.
+cropped around the tight box of its previous landmarks (the box the 68-point builders train on),
+calibrated to the model's own bias when the workdir has that calibration (sphm_jax.detect).
 Smoothing (One-Euro) is optional and off by default, so the raw model can be measured.
 """
 
@@ -130,11 +131,13 @@ def track(
     lost_score: float = LOST_SCORE,
     redetect_every: int = 0,
     smooth: smoothing.OneEuroParams | None = None,
+    recrop: detection.Calibration | None = None,
 ) -> Iterator[tuple[np.ndarray, list[Face]]]:
     """(frame, its faces) for each frame, in frame order.
 
     predictor: (image, boxes) -> (points [F, K, 2], scores [F, K]), e.g. a Predictor.
     find_faces: image -> training boxes [F, 4] (a detector with its calibration).
+    recrop: the model's landmark box -> training box (detection.TRACKING), against drift.
     """
     tracks: list[Track] = []
     next_id = 0
@@ -143,6 +146,7 @@ def track(
         points = scores = None
         if not redetect:
             boxes = np.stack([metrics.tight_box(tr.points) for tr in tracks])
+            boxes = boxes if recrop is None else recrop.apply(boxes)
             redetect = not _trackable(boxes, frame.shape)
         if not redetect:
             points, scores = predictor(frame, boxes)
