@@ -21,7 +21,7 @@ from sphm_jax import checkpoints, devices, geometry, heatmaps, inference, input_
 from sphm_jax.boxes import InputError, check_box, whole_image_box
 
 # Peak score below which a point is reported unreliable (README, "Confidence per point").
-RELIABLE_SCORE = 0.3
+RELIABLE_SCORE = 0.5
 _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
 
 

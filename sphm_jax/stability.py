@@ -141,6 +141,21 @@ def _runs(found) -> list[slice]:
     return runs
 
 
+def shipped_scores(predictor) -> dict:
+    """How the peak scores read off faces: on scikit-image's LFW patches (100 real faces, out
+    of a synthetic model's domain, and 100 non-faces), the points under RELIABLE_SCORE."""
+    out = {}
+    for kind in ("face", "nonface"):
+        images = [(im, f) for n, im, f in detection.shipped_photos() if f"_{kind}_" in n]
+        box = np.float32([39.5, 39.5, 139.5, 139.5])  # where the patch lies in its canvas
+        scores = np.concatenate([predictor(im, [box])[1][0] for im, _ in images])
+        out[f"lfw_{kind}s"] = {
+            "median_score": float(np.median(scores)),
+            "flagged_fraction": float(np.mean(scores < RELIABLE_SCORE)),
+        }
+    return out
+
+
 def clip_jitter(predictor, find_faces, seeds, frames: int, size: int, recrop=None) -> dict:
     """NME and NMJ on rendered clips, through the video path and from the true boxes; the video
     path counts the frames where the detector or tracker had the face (one face per clip)."""
@@ -179,7 +194,7 @@ def measure(workdir: str, args) -> dict:
         raise InputError(f"{workdir}: the rendered clips have 68 points")
     result = {
         "consistency": consistency(predictor, heatmap_size, examples),
-        "confidence": confidence(predictor, examples),
+        "confidence": {**confidence(predictor, examples), **shipped_scores(predictor)},
     }
     one = Predictor.load(workdir, batch_size=1)  # the video path runs frame by frame
     find = detection.face_finder(args.detector, workdir)

@@ -74,7 +74,7 @@ def test_unknown_and_missing_detectors_say_what_to_do(monkeypatch):
 @pytest.fixture(scope="module")
 def photos():
     pytest.importorskip("skimage")
-    return detect.shipped_photos()
+    return detection.shipped_photos()
 
 
 @pytest.mark.parametrize("name", detection.DETECTORS)

@@ -249,9 +249,9 @@ def test_a_folder_of_1000_images_completes_in_bounded_memory(tmp_path, tiny_chec
 
 def test_without_boxes_the_detector_finds_every_face_of_a_group_photo(tmp_path, tiny_checkpoint):
     pytest.importorskip("mtcnn")
-    from sphm_jax import detect, detection  # pylint: disable=g-import-not-at-top
+    from sphm_jax import detection  # pylint: disable=g-import-not-at-top
 
-    (_, astronaut, a_box), (_, grace, g_box) = detect.shipped_photos()[:2]
+    (_, astronaut, a_box), (_, grace, g_box) = detection.shipped_photos()[:2]
     group = np.zeros((600, 1024, 3), np.uint8)
     group[:512, :512], group[:, 512:] = astronaut, grace
     folder = tmp_path / "in"
