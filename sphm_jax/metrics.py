@@ -133,19 +133,21 @@ def failure_rate(nmes, threshold) -> jax.Array:
     return jnp.mean(nmes > threshold)
 
 
-def nmj(pred, gt, norm="inter_ocular", visible=None, eye_indices=None) -> jax.Array:
+def nmj(pred, gt, norm="box", visible=None, eye_indices=None) -> jax.Array:
     """Normalised mean jitter of one face track, per transition t -> t + 1, float[T - 1].
 
     As LDEQ defines it for WFLW-V (Micaelli et al., "Recurrence without Recurrence: Stable
-    Video Landmark Detection with Deep Equilibrium Models", CVPR 2023): with the error
-    e_t = pred_t - gt_t, jitter_t = mean_k ||e_t,k - e_{t-1},k|| / d_t over the points visible
-    in both frames, d_t the `normalizer` of gt_t; entry t - 1 of the result. Only the error's
-    change counts: a constant offset (bias) gives 0, and so does genuine motion, which gt
-    shares and subtracts. Average the result over the track (or all tracks) for one number.
+    Video Landmark Detection with Deep Equilibrium Models", CVPR 2023, and its code): with the
+    error e_t = pred_t - gt_t, jitter_t = RMS over the points visible in both frames of
+    ||e_t,k - e_{t-1},k||, divided by the face size of frame t, sqrt(w * h) of gt_t's tight box
+    (norm="box"; any `nme` norm may be asked for instead). A track's NMJ is the RMS of these
+    over its transitions; LDEQ reports it x 100 for a face scaled to 256 x 256 px, i.e. 25,600
+    times this fraction. Only the error's change counts: a constant offset (bias) gives 0, and
+    so does genuine motion, which gt shares and subtracts.
 
     Args:
       pred, gt: float[T, K, 2], T >= 2 frames of one face in image coordinates.
-      norm, eye_indices: as for `nme` (the box is gt_t's tight box).
+      norm, eye_indices: as for `nme`.
       visible: float[T, K] in {0, 1}.
     """
     pred, gt, visible = _check_landmarks(pred, gt, visible)
@@ -160,10 +162,11 @@ def nmj(pred, gt, norm="inter_ocular", visible=None, eye_indices=None) -> jax.Ar
         ~(jnp.isfinite(d) & (d > 0)), f"the {norm} normaliser is zero or not finite", where
     )
     err = pred - gt
-    step = jnp.linalg.norm(err[1:] - err[:-1], axis=-1)
+    step = jnp.sum(jnp.square(err[1:] - err[:-1]), axis=-1)
     # Invisible points may hold NaN placeholders: select, never multiply, them away.
     total = jnp.sum(jnp.where(both > 0, step, 0.0), axis=-1)
-    result = total / jnp.where(count > 0, count, jnp.nan) / jnp.where(d > 0, d, jnp.nan)
+    rms = jnp.sqrt(total / jnp.where(count > 0, count, jnp.nan))
+    result = rms / jnp.where(d > 0, d, jnp.nan)
     _raise_for_images(~jnp.isfinite(result), "a visible landmark is not finite", where)
     return result
 

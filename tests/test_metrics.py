@@ -146,21 +146,29 @@ def test_nmj_is_zero_for_a_constant_offset_and_counts_the_errors_change():
 def test_nmj_on_a_hand_computed_three_frame_track():
     gt = np.array([[[0, 0], [10, 0]], [[0, 0], [10, 0]], [[0, 0], [20, 0]]], np.float32)
     pred = gt.copy()
-    pred[1, 0] += (3, 4)  # e_1 - e_0: 5 and 0 px -> 2.5 px / 10
+    pred[1, 0] += (3, 4)  # e_1 - e_0: 5 and 0 px -> RMS sqrt(12.5) px / 10
     pred[2, 0] += (3, 4)
-    pred[2, 1] += (0, 2)  # e_2 - e_1: 0 and 2 px -> 1 px / 20
-    out = metrics.nmj(pred, gt, eye_indices=(0, 1))
-    np.testing.assert_allclose(out, [0.25, 0.05], rtol=1e-6)
+    pred[2, 1] += (0, 2)  # e_2 - e_1: 0 and 2 px -> RMS sqrt(2) px / 20
+    out = metrics.nmj(pred, gt, "inter_ocular", eye_indices=(0, 1))
+    np.testing.assert_allclose(out, [np.sqrt(12.5) / 10, np.sqrt(2) / 20], rtol=1e-6)
     # Point 1 hidden in frame 2: only point 0 of the second transition is left, which kept still.
     visible = np.array([[1, 1], [1, 1], [1, 0]], np.float32)
-    np.testing.assert_allclose(metrics.nmj(pred, gt, visible=visible, eye_indices=(0, 1))[1], 0.0)
+    out = metrics.nmj(pred, gt, "inter_ocular", visible=visible, eye_indices=(0, 1))
+    np.testing.assert_allclose(out[1], 0.0)
+    # The default is LDEQ's face size, sqrt(w * h) of gt's tight box: (10 x 0 is degenerate, so
+    # give the face some height).
+    gt[:, 1, 1] = 10.0
+    pred[:, 1, 1] += 10.0
+    np.testing.assert_allclose(
+        metrics.nmj(pred, gt), [np.sqrt(12.5) / 10, np.sqrt(2) / np.sqrt(200)], rtol=1e-6
+    )
 
 
 def test_nmj_ignores_motion_that_prediction_and_gt_share():
     gt = track(seed=2)
     pred = gt + np.random.default_rng(3).normal(0, 1, gt.shape).astype(np.float32)
-    motion = np.random.default_rng(4).normal(0, 5, gt.shape).astype(np.float32)
-    motion[:, 45] = motion[:, 36]  # the eyes move together: the normaliser stays
+    # The face moves as a whole (its size, the normaliser, stays).
+    motion = np.random.default_rng(4).normal(0, 5, (gt.shape[0], 1, 2)).astype(np.float32)
     np.testing.assert_allclose(
         metrics.nmj(pred + motion, gt + motion), metrics.nmj(pred, gt), rtol=1e-4
     )
