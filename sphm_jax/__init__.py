@@ -1,9 +1,7 @@
 """Subpixel heatmap regression (Bulat et al., BMVC 2021) in JAX/Flax.
 
-Importing the package first puts XLA's CPU backend on its measured fastest
-path (sphm_jax/xla_cpu.py); the user's own XLA_FLAGS win.
+Importing the package, or any of its library modules, changes nothing in the
+process: no environment variable, no JAX setting. The commands put XLA's CPU
+backend on the project's measured path before JAX starts; a library user gets
+the same with `sphm_jax.xla_cpu.apply()`, called before the first JAX computation.
 """
-
-from sphm_jax import xla_cpu as _xla_cpu
-
-_xla_cpu.apply()

@@ -35,6 +35,7 @@ from sphm_jax import (
     plots,
     scoring,
     train,
+    xla_cpu,
 )
 from sphm_jax.configs import ablation as rows
 
@@ -279,6 +280,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
     flags.DEFINE_string("workdir", None, "One sub-directory per row and seed goes here.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per row.")
     flags.DEFINE_list("rows", list(LABELS), "Rows of Table 2 to report.")

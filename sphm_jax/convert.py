@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from sphm_jax import checkpoints, storage
+from sphm_jax import checkpoints, storage, xla_cpu
 from sphm_jax.models import FAN, abstract_variables
 
 # (torch leaf, ndim of the tensor) -> (Flax collection, Flax leaf).
@@ -381,4 +381,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
     sys.exit(main())

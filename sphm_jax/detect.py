@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from sphm_jax import detection, metrics
+from sphm_jax import detection, metrics, xla_cpu
 from sphm_jax.boxes import InputError
 
 
@@ -252,4 +252,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
     sys.exit(main())

@@ -37,6 +37,7 @@ from sphm_jax import (
     protocols,
     scoring,
     storage,
+    xla_cpu,
 )
 from sphm_jax.boxes import InputError
 from sphm_jax.checkpoints import WORKDIR_SETTINGS, load_checkpoint
@@ -335,4 +336,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
     sys.exit(main())

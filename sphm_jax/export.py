@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from sphm_jax import checkpoints, heatmaps
+from sphm_jax import checkpoints, heatmaps, xla_cpu
 from sphm_jax.artefacts import FORMATS, INPUT_NAME, file_bytes, landmark_fn, write
 
 
@@ -103,4 +103,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
     sys.exit(main())

@@ -9,7 +9,7 @@ import jax
 import tensorflow as tf
 from absl import app, flags, logging
 
-from sphm_jax import config_files, config_validation, preemption, train
+from sphm_jax import config_files, config_validation, preemption, train, xla_cpu
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and eval results.")
@@ -50,4 +50,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
     app.run(main)

@@ -38,6 +38,7 @@ from sphm_jax import (
     outputs,
     smoothing,
     video,
+    xla_cpu,
 )
 from sphm_jax.boxes import (  # noqa: F401 (BOX_FIELDS: the CSV columns, for callers)
     BOX_FIELDS,
@@ -374,4 +375,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
     sys.exit(main())

@@ -27,7 +27,7 @@ import numpy as np
 import tqdm
 from absl import app, flags
 
-from sphm_jax import geometry, heatmaps, landmark_io, layouts, metrics, synthetic
+from sphm_jax import geometry, heatmaps, landmark_io, layouts, metrics, synthetic, xla_cpu
 
 # (name, quantize, decoder) of each compared pipeline.
 PIPELINES = (
@@ -201,5 +201,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
     define_flags()
     app.run(main)

@@ -26,7 +26,7 @@ import sys
 import jax
 import numpy as np
 
-from sphm_jax import detection, geometry, metrics, synthetic, video
+from sphm_jax import detection, geometry, metrics, synthetic, video, xla_cpu
 from sphm_jax.boxes import InputError
 from sphm_jax.predictor import RELIABLE_SCORE, Predictor
 
@@ -273,4 +273,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
     sys.exit(main())

@@ -5,14 +5,14 @@ jaxlib 0.10 hands convolutions, reductions and dots to YNNPACK by default
 project's CPUs (BENCHMARKS.md, "XLA CPU paths"), FAN's convolutions run
 faster on Eigen (`convolution(` in the HLO) on AVX2 and AVX-512 machines
 alike, while YNNPACK's reductions and dots are as fast or faster than XLA's
-own loops; element-wise fusions stay on XLA. So importing `sphm_jax` adds
+own loops; element-wise fusions stay on XLA. So `apply()` adds
 
     --xla_cpu_experimental_ynn_fusion_type=-INDIVIDUAL_CONVOLUTION
 
 to XLA_FLAGS, unless the user's XLA_FLAGS already sets that flag (theirs
-wins). XLA reads XLA_FLAGS once, when JAX's first backend starts, so a
-program that ran JAX computations before importing sphm_jax keeps the
-backend it started with (a warning says so).
+wins). Every command calls it before JAX starts; importing this module does
+nothing. XLA reads XLA_FLAGS once, when JAX's first backend starts, so a call
+after the first JAX computation has no effect on that process.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import os
 import re
-import warnings
 
 YNN_FUSION_TYPE = "--xla_cpu_experimental_ynn_fusion_type"
 # (flag, value) pairs added to XLA_FLAGS; each measured in BENCHMARKS.md.
@@ -38,21 +37,10 @@ def with_defaults(xla_flags: str | None, defaults=DEFAULTS) -> str:
     return " ".join(flags + [f"{name}={value}" for name, value in defaults if name not in given])
 
 
-def apply(environ=os.environ) -> bool:
-    """Puts the defaults into environ["XLA_FLAGS"]; False if JAX's backend had already started."""
-    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
-
-    wanted = with_defaults(environ.get("XLA_FLAGS"))
-    if xla_bridge.backends_are_initialized():
-        if wanted != (environ.get("XLA_FLAGS") or "").strip():
-            warnings.warn(
-                "sphm_jax was imported after JAX's backend started, so XLA runs without "
-                f"the project's CPU flags ({wanted!r}); import sphm_jax first, or set XLA_FLAGS",
-                stacklevel=3,
-            )
-        return False
-    environ["XLA_FLAGS"] = wanted
-    return True
+def apply(environ=os.environ) -> str:
+    """Puts the defaults into environ["XLA_FLAGS"] and returns it; call before JAX's first computation."""
+    environ["XLA_FLAGS"] = with_defaults(environ.get("XLA_FLAGS"))
+    return environ["XLA_FLAGS"]
 
 
 def ynn_fusion_kinds(hlo_text: str) -> dict:

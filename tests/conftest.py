@@ -8,23 +8,23 @@ Under pytest-xdist (`-n`, the default of pyproject.toml) the workers share it to
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
-# The suite compiles hundreds of tiny programs, where XLA's LLVM backend dominates: at -O0 it
-# compiles them 2-6x faster (a tiny run: 68 -> 36 s) from the same HLO. Set before JAX starts,
-# and inherited by every process the tests start; tests of the flags themselves clear it.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+from tests.helpers import RELIABILITY_OVERRIDES, TEST_XLA_FLAGS, tiny_config
+
+# Set before JAX's backend starts, and inherited by every process the tests start.
 if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):  # xdist workers inherit it
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+from sphm_jax import xla_cpu  # noqa: E402
+
+xla_cpu.apply()  # the commands' CPU path, as every command sets it before JAX starts
 
 # face-alignment's reference helpers are numba functions: compiling them cost ~15 s in each
 # process that calls them; run as the plain Python they are, they compute the same.
 os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 # pytest-xdist's workers inherit the variable from the process that made the folder first.
@@ -41,26 +41,8 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
 
 
-from sphm_jax import checkpoints, input_pipeline, train
-from sphm_jax.configs import tiny
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def mirror_points(points, width, flip_permutation):
-    """Points of a mirrored image (x -> width - 1 - x) in the layout's semantic order (numpy)."""
-    points = np.asarray(points)
-    mirrored = points[..., list(flip_permutation), :] * np.array([-1, 1], points.dtype)
-    return (mirrored + np.array([width - 1, 0], points.dtype)).astype(points.dtype)
-
-
-def tiny_config(data_dir=None, **overrides):
-    """configs/tiny.py reading `data_dir`, with fields overridden."""
-    config = tiny.get_config()
-    config.data_dir = data_dir
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
+from sphm_jax import checkpoints, input_pipeline, train  # noqa: E402
+from sphm_jax.configs import tiny  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -89,35 +71,6 @@ def tiny_checkpoint_dir(tmp_path_factory):
 def tiny_checkpoint(tiny_checkpoint_dir):
     """(checkpoint directory, a fresh configs/tiny.py config that the test may change)."""
     return tiny_checkpoint_dir, tiny.get_config()
-
-
-def run_python(args, env_extra, timeout=300):
-    env = {**os.environ, **env_extra, "PYTHONPATH": ROOT}
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-# Twelve steps with a checkpoint every 4: room for a SIGTERM or a SIGKILL in the middle.
-# SGD, not Adam: Adam's first steps are sign steps, which turn the reduction-order noise of
-# exactly-zero gradients (conv biases before a BatchNorm) into full-size updates (5.7e-4 of
-# the loss on an AVX2 machine) when the batch is split over devices and hosts; under SGD a
-# rounding-sized difference of the all-reduce stays rounding-sized.
-RELIABILITY_OVERRIDES = {"num_train_steps": 12, "checkpoint_every_steps": 4, "optimizer": "sgd"}
-
-
-def cli_args(data_dir, workdir, overrides=RELIABILITY_OVERRIDES):
-    """`python -m sphm_jax.main` on configs/tiny.py with config overrides, as argv after python."""
-    flags = [f"--config.{k}={v}" for k, v in overrides.items()]
-    return [
-        "-m",
-        "sphm_jax.main",
-        "--config",
-        "configs/tiny.py",
-        f"--config.data_dir={data_dir}",
-        *flags,
-        f"--workdir={workdir}",
-    ]
 
 
 @pytest.fixture(scope="session")  # a module scope is rebuilt when xdist interleaves modules

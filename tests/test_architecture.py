@@ -87,3 +87,14 @@ def test_the_layer_test_sees_an_import_of_a_command(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from sphm_jax import evaluate, geometry\nfrom sphm_jax.predict import x\n")
     assert _imported(bad) == {"evaluate", "geometry", "predict"}
+
+
+def test_nothing_imports_jax_private_modules():
+    private = []
+    for path in _sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            private += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("jax._src")]
+    assert not private, "\n".join(private)

@@ -13,7 +13,7 @@ import pytest
 from absl import flags
 
 from sphm_jax import augment, benchmark, convert, train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = {"what", "impl", "images_per_s", "batch_size", "device", "compile_s", "step_ms"}

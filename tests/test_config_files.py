@@ -12,7 +12,7 @@ import pytest
 from absl import flags
 
 from sphm_jax import config_files
-from tests.conftest import cli_args
+from tests.helpers import cli_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

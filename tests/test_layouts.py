@@ -5,7 +5,7 @@ import pytest
 
 from sphm_jax import layouts
 from sphm_jax.layouts import LAYOUTS, Layout, get_layout
-from tests.conftest import mirror_points
+from tests.helpers import mirror_points
 
 ALL = sorted(LAYOUTS)
 

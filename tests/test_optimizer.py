@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sphm_jax import optimizer
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 @pytest.mark.parametrize("schedule", ["step", "cosine"])

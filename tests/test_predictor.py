@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from sphm_jax import geometry, layouts, predictor
-from tests.conftest import mirror_points
+from tests.helpers import mirror_points
 
 
 def _tiny_predictor(tiny_checkpoint, **kwargs):

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from sphm_jax import checkpoints, input_pipeline, preemption, train
-from tests.conftest import RELIABILITY_OVERRIDES, ROOT, tiny_config
+from tests.helpers import RELIABILITY_OVERRIDES, ROOT, tiny_config
 from tests.test_train import assert_same_run
 
 # The main job's model, batch, logging and checkpoint intervals (configs/synthetic.py).

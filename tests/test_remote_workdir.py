@@ -14,7 +14,7 @@ from etils import epath
 from PIL import Image
 
 from sphm_jax import checkpoints, evaluate, predict, storage, train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 BUCKET = "sphm-test"
 

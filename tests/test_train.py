@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from sphm_jax import checkpoints, input_pipeline, preemption, reporting, train
 from sphm_jax.models import FAN, abstract_variables
-from tests.conftest import (
+from tests.helpers import (
     RELIABILITY_OVERRIDES,
     ROOT,
     TEST_XLA_FLAGS,

@@ -1,4 +1,5 @@
-"""Tests for sphm_jax.xla_cpu: the CPU paths in effect, read from the compiled HLO."""
+"""Tests for sphm_jax.xla_cpu: importing changes nothing; apply() and the commands choose the CPU
+paths, read from the compiled HLO."""
 
 import functools
 import json
@@ -8,31 +9,39 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import pytest
 
 from sphm_jax import xla_cpu
 from sphm_jax.models import FAN
-from tests.conftest import ROOT, TEST_XLA_FLAGS
+from tests.helpers import ROOT, TEST_XLA_FLAGS
 
-# fan_grad_hlo below, in a process of its own whose first imports are {imports}.
+# In a process of its own: import every module of sphm_jax, then {setup}, then fan_grad_hlo below.
+# TensorFlow is imported before the snapshot: it brings OpenCV, which sets LD_LIBRARY_PATH.
 PROBE = """
-import json, os
-{imports}
+import importlib, json, os, pkgutil
+import jax, tensorflow, sphm_jax
+environ, config = dict(os.environ), dict(jax.config.values)
+names = [m.name for m in pkgutil.walk_packages(sphm_jax.__path__, "sphm_jax.")]
+for name in names:
+    importlib.import_module(name)
+changed = sorted(k for k in {{*environ, *os.environ}} if environ.get(k) != os.environ.get(k))
+changed += sorted(k for k in config if jax.config.values.get(k) != config[k])
+{setup}
 from sphm_jax import xla_cpu
 from tests.test_xla_cpu import fan_grad_hlo
 text = fan_grad_hlo()
-print(json.dumps({{"kinds": xla_cpu.ynn_fusion_kinds(text),
+print(json.dumps({{"imported": len(names), "changed": changed,
+                  "kinds": xla_cpu.ynn_fusion_kinds(text),
                   "plain_convs": text.count("convolution("),
                   "xla_flags": os.environ.get("XLA_FLAGS", "")}}))
 """
 
 
-def probe(env_extra, imports="import sphm_jax"):
+def probe(env_extra, setup="from sphm_jax import xla_cpu; xla_cpu.apply()"):
     # The suite's -O0 (LLVM only: the same fusions, compiled faster) and nothing else.
     env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS}
     env.update(env_extra, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     out = subprocess.run(
-        [sys.executable, "-c", PROBE.format(imports=imports)],
+        [sys.executable, "-c", PROBE.format(setup=setup)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -68,7 +77,7 @@ def test_with_defaults_adds_the_project_flags_and_keeps_the_users():
 
 
 def test_the_test_process_runs_convolutions_on_eigen_and_reductions_on_ynnpack():
-    # conftest imports sphm_jax before any computation, as every entry point does.
+    # conftest calls xla_cpu.apply() before any computation, as every command does.
     assert "-INDIVIDUAL_CONVOLUTION" in os.environ["XLA_FLAGS"]
     text = fan_grad_hlo()
     kinds = xla_cpu.ynn_fusion_kinds(text)
@@ -76,8 +85,10 @@ def test_the_test_process_runs_convolutions_on_eigen_and_reductions_on_ynnpack()
     assert kinds.get("reduce", 0) > 0
 
 
-def test_importing_sphm_jax_chooses_the_path_and_the_users_flag_wins():
+def test_importing_every_module_changes_nothing_and_apply_chooses_the_path():
     ours = probe({})
+    assert ours["imported"] > 40 and ours["changed"] == []
+    # The backend had not started on import: the flags set after it take effect.
     assert "convolution" not in ours["kinds"] and ours["plain_convs"] > 0
     assert ours["kinds"].get("reduce", 0) > 0
     assert ours["xla_flags"] == xla_cpu.with_defaults(TEST_XLA_FLAGS)
@@ -87,13 +98,41 @@ def test_importing_sphm_jax_chooses_the_path_and_the_users_flag_wins():
     assert theirs["kinds"].get("convolution", 0) > 0
 
 
-def test_importing_after_the_backend_started_warns_and_changes_nothing():
-    out = probe({}, imports="import jax; jax.devices()")
-    # Without sphm_jax's flags the convolutions stay on YNNPACK (jaxlib's default).
+def test_without_apply_the_import_leaves_jaxlibs_default_path():
+    out = probe({}, setup="pass")
+    assert out["changed"] == [] and out["xla_flags"] == TEST_XLA_FLAGS
     assert out["kinds"].get("convolution", 0) > 0
-    with pytest.warns(UserWarning, match="after JAX's backend started"):
-        environ = {}
-        assert xla_cpu.apply(environ) is False and environ == {}
+
+
+def benchmark_eval(xla_flags):
+    """The record of `python -m sphm_jax.benchmark --what eval` on a FAN wide enough for YNNPACK."""
+    out = subprocess.run(
+        [sys.executable, "-m", "sphm_jax.benchmark", "--config", "configs/tiny.py"]
+        + ["--what", "eval", "--repeats", "1", "--config.model.width=64"],
+        cwd=ROOT,
+        env={**os.environ, "XLA_FLAGS": xla_flags, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.splitlines()[0])
+
+
+def test_a_command_chooses_the_path_before_jax_starts_and_the_users_flag_wins():
+    ours = benchmark_eval(TEST_XLA_FLAGS)
+    assert ours["xla_flags"] == xla_cpu.with_defaults(TEST_XLA_FLAGS)
+    assert "convolution" not in ours["ynn_fusions"]
+    jaxlib_default = f"{xla_cpu.YNN_FUSION_TYPE}=+INDIVIDUAL_CONVOLUTION"
+    theirs = benchmark_eval(f"{TEST_XLA_FLAGS} {jaxlib_default}")
+    assert theirs["ynn_fusions"].get("convolution", 0) > 0
+
+
+def test_apply_returns_the_flags_it_put_in_the_environment():
+    environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert xla_cpu.apply(environ) == environ["XLA_FLAGS"]
+    assert environ["XLA_FLAGS"] == xla_cpu.with_defaults("--xla_force_host_platform_device_count=2")
+    assert xla_cpu.apply({}) == xla_cpu.with_defaults(None)
 
 
 def test_cpu_model_names_the_vector_isa():

@@ -18,7 +18,7 @@ import json
 
 from absl import app, flags
 
-from sphm_jax import config_files
+from sphm_jax import config_files, xla_cpu
 from sphm_jax.benchmark.suite import WHAT, run, summary
 
 FLAGS = flags.FLAGS
@@ -81,5 +81,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
     define_flags()
     app.run(main)
