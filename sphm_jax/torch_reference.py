@@ -91,7 +91,7 @@ def encode(points, size: int, sigma: float):
 
 
 def masked_l2(pred, target, visible):
-    """siamese.masked_l2 for NCHW maps."""
+    """losses.masked_l2 for NCHW maps."""
     weight = visible[:, :, None, None]
     denominator = (weight.sum() * pred.shape[-2] * pred.shape[-1]).clamp(min=1.0)
     return ((pred - target) ** 2 * weight).sum() / denominator
@@ -105,7 +105,7 @@ def _permute_if(flipped, values, permutation, dim):
 
 
 def heatmap_matrix(matrices, stride: int):
-    """siamese.heatmap_matrix in torch: an image-pixel affine in heatmap pixels."""
+    """losses.heatmap_matrix in torch: an image-pixel affine in heatmap pixels."""
     torch, _, _ = _torch()
     to_map = torch.tensor(
         [[1.0 / stride, 0.0, 0.5 / stride - 0.5], [0.0, 1.0 / stride, 0.5 / stride - 0.5]],

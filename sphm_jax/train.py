@@ -29,11 +29,11 @@ from sphm_jax import (
     devices,
     inference,
     input_pipeline,
+    losses,
     optimizer,
     preemption,
     reporting,
     scoring,
-    siamese,
     storage,
 )
 from sphm_jax.models import FAN
@@ -89,7 +89,7 @@ def train_step(state: TrainState, batch, cfg: StepConfig):
     ]
     inputs = jnp.concatenate([v.images for v in views])
     targets = functools.partial(
-        siamese.target_heatmaps,
+        losses.target_heatmaps,
         stride=cfg.stride,
         heatmap_size=cfg.heatmap_size,
         sigma=cfg.sigma,
@@ -104,7 +104,7 @@ def train_step(state: TrainState, batch, cfg: StepConfig):
             mutable=["batch_stats"],
         )
         if cfg.siamese:
-            loss = siamese.siamese_loss(
+            loss = losses.siamese_loss(
                 outputs,
                 targets(batch["landmarks"]),
                 batch["visible"],
@@ -115,7 +115,7 @@ def train_step(state: TrainState, batch, cfg: StepConfig):
             )
         else:
             target = targets(views[0].landmarks)
-            loss = sum(siamese.masked_l2(out, target, views[0].visible) for out in outputs)
+            loss = sum(losses.masked_l2(out, target, views[0].visible) for out in outputs)
         return loss, updates["batch_stats"]
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

@@ -13,8 +13,10 @@ import pytest
 torch = pytest.importorskip("torch")
 fa_models = pytest.importorskip("face_alignment.models")
 
-from sphm_jax import checkpoints  # pylint: disable=g-import-not-at-top
-from sphm_jax import convert
+from sphm_jax import (
+    checkpoints,  # pylint: disable=g-import-not-at-top
+    convert,
+)
 
 torch.set_num_threads(2)
 

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from sphm_jax import geometry, heatmaps
 
-
 # One compilation per shape: op by op, each new shape costs several times that.
 _jit_warp_affine = jax.jit(geometry.warp_affine, static_argnums=2)
 

@@ -11,8 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 fa_models = pytest.importorskip("face_alignment.models")
 
-from sphm_jax import convert  # pylint: disable=g-import-not-at-top
-from sphm_jax import heatmaps
+from sphm_jax import (
+    convert,  # pylint: disable=g-import-not-at-top
+    heatmaps,
+)
 from sphm_jax.models import FAN, count_params
 
 torch.set_num_threads(2)

@@ -1,10 +1,10 @@
-"""Tests for sphm_jax.siamese: Eq. 6's warp-back and merge, and the masked L2 loss."""
+"""Tests for sphm_jax.losses: Eq. 6's warp-back and merge, and the masked L2 loss."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sphm_jax import augment, geometry, heatmaps, layouts, siamese
+from sphm_jax import augment, geometry, heatmaps, layouts, losses
 
 LAYOUT = layouts.get_layout(68)
 STRIDE = 4
@@ -24,7 +24,7 @@ def encode_points(points, size=128):
 def test_identity_views_merge_to_twice_the_heatmaps():
     hm = encode_points(faces(3))
     eye = geometry.identity((2, 3))
-    merged = siamese.siamese_heatmaps(
+    merged = losses.siamese_heatmaps(
         hm, hm, eye, jnp.zeros((2, 3), bool), STRIDE, LAYOUT.flip_permutation
     )
     np.testing.assert_allclose(merged, 2.0 * hm, atol=1e-6)
@@ -34,7 +34,7 @@ def test_heatmap_matrix_moves_heatmap_points_like_image_points():
     m = geometry.compose(geometry.rotation(20.0, (63.5, 63.5)), geometry.translation(3.0, -2.0))
     p = np.random.default_rng(0).uniform(0, 128, (5, 2)).astype(np.float32)
     in_map = geometry.transform_points(
-        geometry.image_to_heatmap(p, STRIDE), siamese.heatmap_matrix(m, STRIDE)
+        geometry.image_to_heatmap(p, STRIDE), losses.heatmap_matrix(m, STRIDE)
     )
     np.testing.assert_allclose(
         in_map, geometry.image_to_heatmap(geometry.transform_points(p, m), STRIDE), atol=1e-4
@@ -57,7 +57,7 @@ def test_equivariant_network_views_agree_after_warping_back_flips_included():
         # An exactly equivariant network: it outputs the targets of its own view.
         outputs = [encode_points(v[1]) for v in views]
         backs = [
-            siamese.warp_back(o, v[3], v[4], STRIDE, LAYOUT.flip_permutation)
+            losses.warp_back(o, v[3], v[4], STRIDE, LAYOUT.flip_permutation)
             for o, v in zip(outputs, views)
         ]
         return views[0][4], backs, encode_points(landmarks)
@@ -77,4 +77,4 @@ def test_masked_l2_ignores_invisible_landmarks():
     pred = jnp.zeros((2, 4, 4, 3))
     target = jnp.ones((2, 4, 4, 3)).at[..., 2].set(5.0)
     visible = jnp.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
-    assert float(siamese.masked_l2(pred, target, visible)) == 1.0
+    assert float(losses.masked_l2(pred, target, visible)) == 1.0

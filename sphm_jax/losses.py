@@ -1,4 +1,5 @@
-"""Siamese consistency training (§3.4, Eq. 6): warp each view's heatmaps back and merge them."""
+"""The training losses: heatmap targets (Eq. 3) and the masked pixel-wise L2 of every stack (§5.1),
+and the Siamese consistency loss (§3.4, Eq. 6): each view's heatmaps warped back and merged."""
 
 from __future__ import annotations
 
