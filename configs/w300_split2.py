@@ -3,8 +3,8 @@
 Set --config.init_checkpoint=<workdir of configs/w300lp_pretrain.py>/checkpoints.
 """
 
-from sphm_jax import protocols
 from sphm_jax.configs import default
+from sphm_jax.data import protocols
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """300VW as evaluation of a 300W model: category C, NME inter-ocular, AUC at 0.08."""
 
-from sphm_jax import protocols
 from sphm_jax.configs import w300_split1
+from sphm_jax.data import protocols
 
 
 def get_config():

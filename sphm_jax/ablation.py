@@ -31,13 +31,13 @@ from sphm_jax import (
     geometry,
     heatmaps,
     inference,
-    input_pipeline,
     plots,
     scoring,
     train,
     xla_cpu,
 )
 from sphm_jax.configs import ablation as rows
+from sphm_jax.data import input_pipeline
 
 PAPER_WFLW = {"baseline": 4.20, "hm": 3.90, "hm_no_lsa": 4.00, "siamese": 3.72}
 LABELS = {

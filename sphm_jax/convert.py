@@ -268,10 +268,10 @@ def torch_fan(path_or_state_dict):
 
 
 def load_images(paths, size=_IMAGE_SIZE):
-    """Image files -> float32 [N, size, size, 3] RGB in [0, 1] (sphm_jax.image_io's reading rules)."""
+    """Image files -> float32 [N, size, size, 3] RGB in [0, 1] (sphm_jax.data.image_io's reading rules)."""
     from PIL import Image  # pylint: disable=g-import-not-at-top
 
-    from sphm_jax import image_io  # pylint: disable=g-import-not-at-top
+    from sphm_jax.data import image_io  # pylint: disable=g-import-not-at-top
 
     images = []
     for path in paths:

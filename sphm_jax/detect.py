@@ -22,19 +22,21 @@ import time
 import numpy as np
 
 from sphm_jax import detection, metrics, xla_cpu
-from sphm_jax.boxes import InputError
+from sphm_jax.data.boxes import InputError
 
 
 def rendered_scene(seed: int, faces: int = 2, size: int = 256, fraction: float = 0.5):
     """(image uint8[size, faces * size, 3], boxes float32[faces, 4], landmarks [faces, 68, 2]):
     synthetic faces shrunk to `fraction` of their tile, side by side (a group photo)."""
-    from sphm_jax import synthetic  # pylint: disable=g-import-not-at-top
+    from sphm_jax.data import synthetic_faces  # pylint: disable=g-import-not-at-top
 
     tiles, boxes, points = [], [], []
     for f in range(faces):
-        p = synthetic.sample_params([seed, f], size)
+        p = synthetic_faces.sample_params([seed, f], size)
         centre = tuple(size / 2 + (c - size / 2) * fraction for c in p.center)
-        face = synthetic.render(dataclasses.replace(p, scale=p.scale * fraction, center=centre))
+        face = synthetic_faces.render(
+            dataclasses.replace(p, scale=p.scale * fraction, center=centre)
+        )
         tiles.append(face.image)
         points.append(face.landmarks + [f * size, 0])
         boxes.append(metrics.tight_box(points[-1]))
@@ -146,7 +148,8 @@ def calibrate(workdir: str, detector_name: str, *, fit_faces: int, test_faces: i
     import ml_collections  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    from sphm_jax import input_pipeline, storage  # pylint: disable=g-import-not-at-top
+    from sphm_jax import storage  # pylint: disable=g-import-not-at-top
+    from sphm_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
     from sphm_jax.predictor import Predictor  # pylint: disable=g-import-not-at-top
 
     config_path = storage.path(workdir) / "config.json"

@@ -26,8 +26,8 @@ from collections.abc import Callable
 import numpy as np
 from etils import epath
 
-from sphm_jax import image_io
-from sphm_jax.boxes import InputError
+from sphm_jax.data import image_io
+from sphm_jax.data.boxes import InputError
 
 DETECTORS = ("mtcnn", "dlib", "lbp")
 DEFAULT_DETECTOR = "mtcnn"

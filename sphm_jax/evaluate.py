@@ -6,7 +6,7 @@
 Each checkpoint runs once per split; every requested decoder reads the same
 heatmaps, so one run fills a row of the paper's Tables 1 and 3 per decoder.
 The protocol (NME normalisations, AUC cut-off, failure threshold, splits,
-subsets) comes from sphm_jax.protocols. Prints the tables and writes
+subsets) comes from sphm_jax.data.protocols. Prints the tables and writes
 results.json, table.md, a CED curve per split, the worst and best faces, and
 the heatmaps of the worst face into --output_dir.
 """
@@ -31,16 +31,15 @@ from sphm_jax import (
     geometry,
     heatmaps,
     inference,
-    input_pipeline,
     layouts,
     plots,
-    protocols,
     scoring,
     storage,
     xla_cpu,
 )
-from sphm_jax.boxes import InputError
 from sphm_jax.checkpoints import WORKDIR_SETTINGS, load_checkpoint
+from sphm_jax.data import input_pipeline, protocols
+from sphm_jax.data.boxes import InputError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,8 +13,9 @@ import sys
 
 import numpy as np
 
-from sphm_jax import image_io, plots, storage, video
-from sphm_jax.boxes import BOX_FIELDS, InputError
+from sphm_jax import plots, storage, video
+from sphm_jax.data import image_io
+from sphm_jax.data.boxes import BOX_FIELDS, InputError
 from sphm_jax.predictor import RELIABLE_SCORE
 
 

@@ -30,17 +30,9 @@ import tensorflow as tf
 import tqdm
 from etils import epath
 
-from sphm_jax import (
-    detection,
-    heatmaps,
-    image_io,
-    landmark_io,
-    outputs,
-    smoothing,
-    video,
-    xla_cpu,
-)
-from sphm_jax.boxes import (  # noqa: F401 (BOX_FIELDS: the CSV columns, for callers)
+from sphm_jax import detection, heatmaps, outputs, smoothing, video, xla_cpu
+from sphm_jax.data import image_io, landmark_io
+from sphm_jax.data.boxes import (  # noqa: F401 (BOX_FIELDS: the CSV columns, for callers)
     BOX_FIELDS,
     InputError,
     check_box,

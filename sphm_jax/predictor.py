@@ -17,8 +17,9 @@ import jax
 import numpy as np
 import tensorflow as tf
 
-from sphm_jax import checkpoints, devices, geometry, heatmaps, inference, input_pipeline, layouts
-from sphm_jax.boxes import InputError, check_box, whole_image_box
+from sphm_jax import checkpoints, devices, geometry, heatmaps, inference, layouts
+from sphm_jax.data import input_pipeline
+from sphm_jax.data.boxes import InputError, check_box, whole_image_box
 
 # Peak score below which a point is reported unreliable (README, "Confidence per point").
 RELIABLE_SCORE = 0.5

@@ -27,7 +27,8 @@ import numpy as np
 import tqdm
 from absl import app, flags
 
-from sphm_jax import geometry, heatmaps, landmark_io, layouts, metrics, synthetic, xla_cpu
+from sphm_jax import geometry, heatmaps, layouts, metrics, xla_cpu
+from sphm_jax.data import landmark_io, synthetic_faces
 
 # (name, quantize, decoder) of each compared pipeline.
 PIPELINES = (
@@ -182,7 +183,7 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         sets = [load_landmark_set(spec) for spec in argv[1:]]
     else:
-        landmarks, _ = synthetic.sample_landmarks(FLAGS.seed, FLAGS.num_synthetic)
+        landmarks, _ = synthetic_faces.sample_landmarks(FLAGS.seed, FLAGS.num_synthetic)
         sets = [("synthetic", landmarks)]
     rows = report(
         sets,

@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sphm_jax import devices, geometry, input_pipeline, metrics
+from sphm_jax import devices, geometry, metrics
+from sphm_jax.data import input_pipeline
 
 EVAL_KEYS = ("image", "crop")  # what a predict function reads of a batch
 

@@ -26,8 +26,9 @@ import sys
 import jax
 import numpy as np
 
-from sphm_jax import detection, geometry, metrics, synthetic, video, xla_cpu
-from sphm_jax.boxes import InputError
+from sphm_jax import detection, geometry, metrics, video, xla_cpu
+from sphm_jax.data import synthetic_faces
+from sphm_jax.data.boxes import InputError
 from sphm_jax.predictor import RELIABLE_SCORE, Predictor
 
 # (kind, x and y shift in heatmap pixels, scale, degrees), each about the face box's centre.
@@ -75,7 +76,8 @@ def test_examples(workdir: str, limit: int) -> tuple[list[dict], int]:
     import ml_collections  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    from sphm_jax import input_pipeline, storage  # pylint: disable=g-import-not-at-top
+    from sphm_jax import storage  # pylint: disable=g-import-not-at-top
+    from sphm_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
 
     path = storage.path(workdir) / "config.json"
     if not path.exists():
@@ -164,7 +166,7 @@ def clip_jitter(predictor, find_faces, seeds, frames: int, size: int, recrop=Non
     nmjs = {"tracked": [], "true boxes": []}
     found = 0
     for seed in seeds:
-        clip, gt = synthetic.render_clip(seed, frames, size)
+        clip, gt = synthetic_faces.render_clip(seed, frames, size)
         follow = video.track(clip, predictor, find_faces, recrop=recrop)
         tracked = [f[0].points if len(f) == 1 else None for _, f in follow]
         true = [predictor(frame, [metrics.tight_box(g)])[0][0] for frame, g in zip(clip, gt)]

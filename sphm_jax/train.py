@@ -28,7 +28,6 @@ from sphm_jax import (
     config_validation,
     devices,
     inference,
-    input_pipeline,
     losses,
     optimizer,
     preemption,
@@ -36,6 +35,7 @@ from sphm_jax import (
     scoring,
     storage,
 )
+from sphm_jax.data import input_pipeline
 from sphm_jax.models import FAN
 from sphm_jax.step_config import StepConfig
 

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from etils import epath
 
-from sphm_jax import detection, image_io, metrics, smoothing
-from sphm_jax.boxes import InputError
+from sphm_jax import detection, metrics, smoothing
+from sphm_jax.data import image_io
+from sphm_jax.data.boxes import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 LOST_SCORE = 0.25  # mean heatmap peak below which a track is taken as lost (README: confidence)

@@ -41,8 +41,9 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
 
 
-from sphm_jax import checkpoints, input_pipeline, train  # noqa: E402
+from sphm_jax import checkpoints, train  # noqa: E402
 from sphm_jax.configs import tiny  # noqa: E402
+from sphm_jax.data import input_pipeline  # noqa: E402
 
 
 @pytest.fixture(scope="session")

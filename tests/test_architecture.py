@@ -21,6 +21,7 @@ COMMANDS = {
     "export",
     "detect",
     "stability",
+    "synthetic",
 }
 
 
@@ -46,9 +47,7 @@ def _imported(path) -> set[str]:
 
 def _command(module: str) -> str | None:
     top = module.split(".")[0]
-    if top in COMMANDS:
-        return top
-    return "synthetic" if module in ("synthetic.cli", "synthetic.__main__") else None
+    return top if top in COMMANDS else None
 
 
 @pytest.mark.parametrize("module, path", list(_modules()), ids=lambda v: str(v))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sphm_jax import detect, detection
-from sphm_jax.boxes import InputError
+from sphm_jax.data.boxes import InputError
 
 
 def test_match_takes_the_nearest_detection_of_the_right_size_once():

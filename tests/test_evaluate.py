@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sphm_jax import devices, evaluate, heatmaps, input_pipeline, protocols, scoring, train
+from sphm_jax import devices, evaluate, heatmaps, scoring, train
+from sphm_jax.data import input_pipeline, protocols
 
 
 def _args(tiny_data_dir, directory, *extra):

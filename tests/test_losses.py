@@ -11,9 +11,9 @@ STRIDE = 4
 
 
 def faces(n, size=128, seed=0):
-    from sphm_jax import synthetic
+    from sphm_jax.data import synthetic_faces
 
-    landmarks, _ = synthetic.sample_landmarks(seed, n, size, size)
+    landmarks, _ = synthetic_faces.sample_landmarks(seed, n, size, size)
     return landmarks
 
 

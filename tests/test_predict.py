@@ -15,7 +15,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sphm_jax import checkpoints, geometry, input_pipeline, predict, scoring, train
+from sphm_jax import checkpoints, geometry, predict, scoring, train
+from sphm_jax.data import input_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from sphm_jax import checkpoints, input_pipeline, preemption, train
+from sphm_jax import checkpoints, preemption, train
+from sphm_jax.data import input_pipeline
 from tests.helpers import RELIABILITY_OVERRIDES, ROOT, tiny_config
 from tests.test_train import assert_same_run
 

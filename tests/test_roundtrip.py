@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from absl import flags
 
-from sphm_jax import landmark_io, roundtrip, synthetic
+from sphm_jax import roundtrip
+from sphm_jax.data import landmark_io, synthetic_faces
 
 
 def test_paper_pipeline_beats_the_quantized_baseline_at_every_sigma():
-    landmarks, _ = synthetic.sample_landmarks(0, 200)
+    landmarks, _ = synthetic_faces.sample_landmarks(0, 200)
     rows = roundtrip.report([("synthetic", landmarks)], [1.0, 1.5, 2.0])
     for row in rows:
         assert row["ours"] < row["baseline_round"] < row["baseline_floor"]
@@ -24,7 +25,7 @@ def test_paper_pipeline_beats_the_quantized_baseline_at_every_sigma():
 
 def test_every_pipeline_stays_within_its_quantization_error_on_each_face():
     # Half a heatmap pixel is 2 image px in a 256 crop of a face 220 px wide: under 1 % of the box.
-    landmarks, _ = synthetic.sample_landmarks(1, 4)
+    landmarks, _ = synthetic_faces.sample_landmarks(1, 4)
     crops = roundtrip.crop_matrices(landmarks, 256, 220.0)
     for _, quantize, method in roundtrip.PIPELINES:
         nmes = roundtrip.roundtrip_nmes(landmarks, 2.0, quantize, method, norm="box")
@@ -33,7 +34,7 @@ def test_every_pipeline_stays_within_its_quantization_error_on_each_face():
 
 
 def test_cli_reads_pts_folders_and_npy_files(tmp_path):
-    landmarks, _ = synthetic.sample_landmarks(2, 6)
+    landmarks, _ = synthetic_faces.sample_landmarks(2, 6)
     folder = tmp_path / "mine" / "nested"
     folder.mkdir(parents=True)
     for i, points in enumerate(landmarks):

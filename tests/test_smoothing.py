@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from sphm_jax import metrics, smoothing, synthetic
+from sphm_jax import metrics, smoothing
+from sphm_jax.data import synthetic_faces
 
 
 def jitter(x):
@@ -69,9 +70,9 @@ def test_the_defaults_on_the_test_clip_beat_the_raw_track_in_error_and_jitter():
     rng = np.random.default_rng(3)
     raw, default, slow = [], [], []
     for seed in range(3):
-        params = synthetic.clip_params(seed, 100)
-        units = [synthetic.shape_landmarks(p) for p in params]
-        truth = np.stack([synthetic.project(u, p, u) for u, p in zip(units, params)])
+        params = synthetic_faces.clip_params(seed, 100)
+        units = [synthetic_faces.shape_landmarks(p) for p in params]
+        truth = np.stack([synthetic_faces.project(u, p, u) for u, p in zip(units, params)])
         noisy = truth + rng.normal(0, 1, truth.shape)
         for out, outs in ((noisy, raw), (smoothing.smooth(noisy, 25), default)):
             err = np.linalg.norm(out - truth, axis=-1)[10:].mean()

@@ -15,7 +15,8 @@ import optax
 import pytest
 import tensorflow as tf
 
-from sphm_jax import checkpoints, input_pipeline, preemption, reporting, train
+from sphm_jax import checkpoints, preemption, reporting, train
+from sphm_jax.data import input_pipeline
 from sphm_jax.models import FAN, abstract_variables
 from tests.helpers import (
     RELIABILITY_OVERRIDES,

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from sphm_jax import metrics, predict, smoothing, synthetic, video
+from sphm_jax import metrics, predict, smoothing, video
+from sphm_jax.data import synthetic_faces
 
 K = 68
 
@@ -88,8 +89,8 @@ def test_smoothing_filters_the_output_not_the_tracking():
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     pytest.importorskip("cv2")
-    frames, landmarks = synthetic.render_clip(0, 10, 256)
-    return synthetic.write_clip(tmp_path_factory.mktemp("clip"), frames, landmarks), landmarks
+    frames, landmarks = synthetic_faces.render_clip(0, 10, 256)
+    return synthetic_faces.write_clip(tmp_path_factory.mktemp("clip"), frames, landmarks), landmarks
 
 
 @pytest.mark.xdist_group("uninterrupted")

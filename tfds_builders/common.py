@@ -35,8 +35,9 @@ import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
 
-from sphm_jax import image_io, metrics
-from sphm_jax.landmark_io import AnnotationError
+from sphm_jax import metrics
+from sphm_jax.data import image_io
+from sphm_jax.data.landmark_io import AnnotationError
 
 
 class DataError(ValueError):
@@ -78,7 +79,7 @@ def require(manual_dir, *relative_paths: str) -> epath.Path:
 
 
 def read_image(path) -> np.ndarray:
-    """uint8 [H, W, 3] RGB (sphm_jax.image_io's rules); an unreadable file is a DataError."""
+    """uint8 [H, W, 3] RGB (sphm_jax.data.image_io's rules); an unreadable file is a DataError."""
     try:
         return image_io.read_image(path)
     except image_io.ImageError as err:

@@ -15,13 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sphm_jax import devices, heatmaps, input_pipeline, scoring, train, xla_cpu
+from sphm_jax import devices, heatmaps, scoring, train, xla_cpu
 from sphm_jax.benchmark.records import (
     flops_fields,
     interleaved_medians,
     record,
     synthetic_batch,
 )
+from sphm_jax.data import input_pipeline
 
 
 def _cost_flops(compiled) -> float | None:

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from sphm_jax import landmark_io
+from sphm_jax.data import landmark_io
 from tfds_builders import common
 
 DATASET_DIR = "300VW_Dataset_2015_12_14"

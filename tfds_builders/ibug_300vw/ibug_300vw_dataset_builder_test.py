@@ -10,8 +10,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sphm_jax import landmark_io
-from sphm_jax.landmark_io import AnnotationError
+from sphm_jax.data import landmark_io
+from sphm_jax.data.landmark_io import AnnotationError
 from tfds_builders import common
 from tfds_builders.ibug_300vw import ibug_300vw_dataset_builder as vw
 

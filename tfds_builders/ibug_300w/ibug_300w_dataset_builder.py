@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from sphm_jax.landmark_io import read_pts
+from sphm_jax.data.landmark_io import read_pts
 from tfds_builders import common
 
 NUM_LANDMARKS = 68

@@ -12,7 +12,7 @@ import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
 
-from sphm_jax.landmark_io import AnnotationError, read_pts
+from sphm_jax.data.landmark_io import AnnotationError, read_pts
 from tfds_builders import common
 from tfds_builders.ibug_300w import ibug_300w_dataset_builder as ibug
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from etils import epath
 
-from sphm_jax.landmark_io import AnnotationError, format_pts, read_pts
+from sphm_jax.data.landmark_io import AnnotationError, format_pts, read_pts
 from tfds_builders import common
 from tfds_builders.menpo import menpo_dataset_builder as menpo
 

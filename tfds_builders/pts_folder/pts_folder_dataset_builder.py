@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from sphm_jax.landmark_io import AnnotationError, read_pts
+from sphm_jax.data.landmark_io import AnnotationError, read_pts
 from tfds_builders import common
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

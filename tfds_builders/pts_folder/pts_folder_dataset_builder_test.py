@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sphm_jax.landmark_io import AnnotationError
+from sphm_jax.data.landmark_io import AnnotationError
 from tfds_builders import common
 from tfds_builders.pts_folder import pts_folder_dataset_builder as pts_folder
 

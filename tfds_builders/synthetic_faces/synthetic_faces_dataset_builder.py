@@ -1,6 +1,6 @@
 """synthetic_faces: procedural 68-point faces, rendered on the spot (no download).
 
-Each example is `sphm_jax.synthetic.render(sample_params(rng, image_size))` with
+Each example is `sphm_jax.data.synthetic_faces.render(sample_params(rng, image_size))` with
 `rng` seeded by (config seed, split, index), so a build is deterministic and
 any example can be re-rendered alone. The 68 points follow the iBUG order, so the
 300W layout, flip permutation and inter-ocular indices apply unchanged.
@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sphm_jax import synthetic
+from sphm_jax.data import synthetic_faces
 from tfds_builders import common
 
 NUM_LANDMARKS = 68
@@ -68,8 +68,8 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def synthetic_example(seed: int, split: str, index: int, image_size: int) -> tuple[str, dict]:
     """(key, example) of one rendered face."""
-    params = synthetic.sample_params(example_rng(seed, split, index), image_size)
-    face = synthetic.render(params)
+    params = synthetic_faces.sample_params(example_rng(seed, split, index), image_size)
+    face = synthetic_faces.render(params)
     image_id = f"{split}/{index:05d}"
     return image_id, common.make_example(
         encode_png(face.image),

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sphm_jax import synthetic
+from sphm_jax.data import synthetic_faces
 from tfds_builders.synthetic_faces import synthetic_faces_dataset_builder as builder
 
 
@@ -24,8 +24,8 @@ def test_examples_are_deterministic_and_match_the_renderer():
     again = builder.synthetic_example(3, "test", 7, 128)[1]
     assert key == example["image_id"] == "test/00007"
     assert example["image"] == again["image"]
-    params = synthetic.sample_params(builder.example_rng(3, "test", 7), 128)
-    face = synthetic.render(params)
+    params = synthetic_faces.sample_params(builder.example_rng(3, "test", 7), 128)
+    face = synthetic_faces.render(params)
     image = np.asarray(Image.open(io.BytesIO(example["image"])))
     np.testing.assert_array_equal(image, face.image)  # PNG is lossless
     np.testing.assert_array_equal(example["landmarks"], face.landmarks)

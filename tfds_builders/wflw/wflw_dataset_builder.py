@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from sphm_jax.landmark_io import AnnotationError
+from sphm_jax.data.landmark_io import AnnotationError
 from tfds_builders import common
 
 NUM_LANDMARKS = 98

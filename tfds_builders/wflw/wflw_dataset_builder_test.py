@@ -12,7 +12,7 @@ from etils import epath
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sphm_jax.landmark_io import AnnotationError
+from sphm_jax.data.landmark_io import AnnotationError
 from tfds_builders import common
 from tfds_builders.wflw import wflw_dataset_builder as wflw
 

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 
 from sphm_jax import geometry
-from sphm_jax.synthetic.face import FaceParams, lerp, project, shape_landmarks
-from sphm_jax.synthetic.raster import ellipse
+from sphm_jax.data.synthetic_faces.face import FaceParams, lerp, project, shape_landmarks
+from sphm_jax.data.synthetic_faces.raster import ellipse
 
 FACE_WIDTH = 1.0 / geometry.CROP_SCALE  # mean face width / image side, as in the paper
 

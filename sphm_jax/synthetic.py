@@ -1,4 +1,4 @@
-"""The sample sheet of the renderer and the test clip, and their command.
+"""The sample sheet of the synthetic faces (sphm_jax.data.synthetic_faces) and the test clip.
 
 python -m sphm_jax.synthetic --grid docs/synthetic_faces.png [--seed N]
 python -m sphm_jax.synthetic --clip DIR [--seed N] [--frames T]
@@ -10,10 +10,10 @@ import argparse
 
 from PIL import Image, ImageDraw
 
-from sphm_jax import layouts
-from sphm_jax.synthetic.clip import render_clip, write_clip
-from sphm_jax.synthetic.renderer import render
-from sphm_jax.synthetic.sampling import sample_params
+from sphm_jax import layouts, xla_cpu
+from sphm_jax.data.synthetic_faces.clip import render_clip, write_clip
+from sphm_jax.data.synthetic_faces.renderer import render
+from sphm_jax.data.synthetic_faces.sampling import sample_params
 
 # Landmark colours of the grid, one per layouts.IBUG68 group: jaw, brows, nose, eyes, mouth.
 _GROUP_COLOURS = ((255, 255, 0), (255, 128, 0), (0, 255, 255), (0, 255, 0), (255, 0, 255))
@@ -58,3 +58,8 @@ def main(argv=None) -> None:
     sheet.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
         args.grid, optimize=True
     )
+
+
+if __name__ == "__main__":
+    xla_cpu.apply()  # before JAX starts: XLA reads its flags once
+    main()

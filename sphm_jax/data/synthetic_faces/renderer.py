@@ -13,10 +13,23 @@ from typing import NamedTuple
 import numpy as np
 
 from sphm_jax import metrics
-from sphm_jax.synthetic.face import BROWS, EYES, FaceParams, lerp, project, shape_landmarks
-from sphm_jax.synthetic.raster import catmull_rom, composite, ellipse, stroke
-from sphm_jax.synthetic.sampling import sample_params
-from sphm_jax.synthetic.texture import background_image, face_shading, finish, grain, stream
+from sphm_jax.data.synthetic_faces.face import (
+    BROWS,
+    EYES,
+    FaceParams,
+    lerp,
+    project,
+    shape_landmarks,
+)
+from sphm_jax.data.synthetic_faces.raster import catmull_rom, composite, ellipse, stroke
+from sphm_jax.data.synthetic_faces.sampling import sample_params
+from sphm_jax.data.synthetic_faces.texture import (
+    background_image,
+    face_shading,
+    finish,
+    grain,
+    stream,
+)
 
 
 class Face(NamedTuple):

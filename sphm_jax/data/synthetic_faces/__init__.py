@@ -1,5 +1,7 @@
 """Procedural 68-point faces (iBUG order) and their renderer: the `synthetic_faces` data set.
 
+`python -m sphm_jax.synthetic` draws a sample sheet and writes the test clip.
+
 `sample_landmarks` draws landmark sets alone (the roundtrip report);
 `sample_params` + `render` (or `render_face`) draw face images whose
 features pass exactly through their landmarks. The modules, in the order
@@ -12,16 +14,14 @@ a face is made:
   texture    background, grain, shading, lighting, blur, noise
   renderer   FaceParams -> Face, each feature through its landmarks
   clip       the test clip: one face moving smoothly, exact landmarks per frame
-  cli        python -m sphm_jax.synthetic --grid FILE.png (sample sheet) | --clip DIR
 """
 
-from sphm_jax.synthetic.cli import grid, main
-from sphm_jax.synthetic.clip import clip_params, render_clip, write_clip
-from sphm_jax.synthetic.face import FaceParams, clean, project, shape_landmarks
-from sphm_jax.synthetic.raster import SAMPLES, catmull_rom, coverage, ellipse, stroke
-from sphm_jax.synthetic.renderer import Face, render, render_face
-from sphm_jax.synthetic.sampling import FACE_WIDTH, sample_params
-from sphm_jax.synthetic.template import face_template_68, sample_landmarks
+from sphm_jax.data.synthetic_faces.clip import clip_params, render_clip, write_clip
+from sphm_jax.data.synthetic_faces.face import FaceParams, clean, project, shape_landmarks
+from sphm_jax.data.synthetic_faces.raster import SAMPLES, catmull_rom, coverage, ellipse, stroke
+from sphm_jax.data.synthetic_faces.renderer import Face, render, render_face
+from sphm_jax.data.synthetic_faces.sampling import FACE_WIDTH, sample_params
+from sphm_jax.data.synthetic_faces.template import face_template_68, sample_landmarks
 
 __all__ = [
     "FACE_WIDTH",
@@ -34,8 +34,6 @@ __all__ = [
     "coverage",
     "ellipse",
     "face_template_68",
-    "grid",
-    "main",
     "project",
     "render",
     "render_clip",

@@ -1,4 +1,4 @@
-"""Tests for sphm_jax.boxes: box files that parse or name the file and entry, and bad boxes."""
+"""Tests for sphm_jax.data.boxes: box files that parse or name the file and entry, and bad boxes."""
 
 import json
 
@@ -7,7 +7,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from sphm_jax import boxes
+from sphm_jax.data import boxes
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,12 @@
-"""Tests for sphm_jax.input_pipeline on a tiny builder made here: images with a bright dot per landmark."""
+"""Tests for sphm_jax.data.input_pipeline on a tiny builder made here: images with a bright dot per landmark."""
 
 import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sphm_jax import geometry, input_pipeline
+from sphm_jax import geometry
+from sphm_jax.data import input_pipeline
 from tfds_builders import common
 
 NUM_EXAMPLES = 13

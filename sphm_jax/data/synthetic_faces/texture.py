@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from sphm_jax.synthetic.face import FaceParams
-from sphm_jax.synthetic.raster import Patch, composite, ellipse
+from sphm_jax.data.synthetic_faces.face import FaceParams
+from sphm_jax.data.synthetic_faces.raster import Patch, composite, ellipse
 
 
 def stream(p: FaceParams, k: int) -> np.random.Generator:

@@ -13,10 +13,10 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from sphm_jax import landmark_io
-from sphm_jax.synthetic.face import FaceParams, project, shape_landmarks
-from sphm_jax.synthetic.renderer import render
-from sphm_jax.synthetic.sampling import sample_params
+from sphm_jax.data import landmark_io
+from sphm_jax.data.synthetic_faces.face import FaceParams, project, shape_landmarks
+from sphm_jax.data.synthetic_faces.renderer import render
+from sphm_jax.data.synthetic_faces.sampling import sample_params
 
 CLIP_FACE_WIDTH = 0.43  # landmark width / frame side of the frontal face: room for context
 # (amplitude, period in frames) of each motion; about 2-4 px per frame at 256 px.

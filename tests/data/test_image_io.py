@@ -1,10 +1,10 @@
-"""Tests for sphm_jax.image_io: every odd image format ends as uint8 RGB, broken files are named."""
+"""Tests for sphm_jax.data.image_io: every odd image format ends as uint8 RGB, broken files are named."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from sphm_jax import image_io
+from sphm_jax.data import image_io
 
 
 def _save(tmp_path, name, image, **kwargs):

@@ -14,7 +14,8 @@ import json
 import numpy as np
 from etils import epath
 
-from sphm_jax import landmark_io, metrics
+from sphm_jax import metrics
+from sphm_jax.data import landmark_io
 
 BOX_FIELDS = ("x_min", "y_min", "x_max", "y_max")
 

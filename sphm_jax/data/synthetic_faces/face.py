@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from sphm_jax.synthetic.template import face_template_68
+from sphm_jax.data.synthetic_faces.template import face_template_68
 
 EYES = (36, 42)  # first index of each eye: outer/inner corner, two upper-lid, two lower-lid points
 BROWS = ((17, 22), (22, 27))

@@ -1,4 +1,4 @@
-"""Tests for sphm_jax.protocols: the paper's evaluation settings per dataset, read by configs/ and
+"""Tests for sphm_jax.data.protocols: the paper's evaluation settings per dataset, read by configs/ and
 sphm_jax.evaluate."""
 
 import importlib
@@ -6,7 +6,8 @@ import importlib
 import numpy as np
 import pytest
 
-from sphm_jax import evaluate, metrics, protocols, synthetic
+from sphm_jax import evaluate, metrics
+from sphm_jax.data import protocols, synthetic_faces
 
 
 def test_a_tfds_name_finds_its_builders_protocol():
@@ -28,7 +29,7 @@ ERRORS = np.array([0.01, 0.03, 0.06, 0.075, 0.09, 0.15])
 def test_evaluate_scores_with_the_datasets_norms_and_thresholds(dataset):
     protocol = protocols.get(dataset)
     headline = protocol.norms[0]
-    gt, _ = synthetic.sample_landmarks(0, len(ERRORS))
+    gt, _ = synthetic_faces.sample_landmarks(0, len(ERRORS))
     boxes = np.asarray(metrics.tight_box(gt))
     scale = metrics.normalizer(gt, headline, boxes=None if headline == "inter_ocular" else boxes)
     # Every point shifted by the face's error times its headline normaliser.

@@ -1,11 +1,11 @@
-"""Tests for sphm_jax.landmark_io: the .pts reader and writer."""
+"""Tests for sphm_jax.data.landmark_io: the .pts reader and writer."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sphm_jax import landmark_io
+from sphm_jax.data import landmark_io
 
 PTS = """version: 1
 n_points:  3
