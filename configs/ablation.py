@@ -20,7 +20,9 @@ def get_config(arg="siamese,synthetic"):
     row, _, dataset = arg.partition(",")
     if row not in ROWS:
         raise ValueError(f"unknown ablation row {row!r}; choose one of {sorted(ROWS)}")
-    config = importlib.import_module(f"sphm_jax.configs.{dataset or 'synthetic'}").get_config()
+    config = importlib.import_module(
+        f"sphm_jax.training.configs.{dataset or 'synthetic'}"
+    ).get_config()
     for key, value in ROWS[row].items():
         setattr(config, key, value)
     return config

@@ -1,7 +1,7 @@
 """COFW-29: 1,345 train / 507 test; NME inter-ocular (points 8, 9), failure rate at 0.10."""
 
-from sphm_jax.configs import default
 from sphm_jax.data import protocols
+from sphm_jax.training.configs import default
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """COFW-68 (the 507 COFW test images with 68 points) as evaluation of a 300W model: NME by the box, AUC at 0.07."""
 
-from sphm_jax.configs import w300_split1
 from sphm_jax.data import protocols
+from sphm_jax.training.configs import w300_split1
 
 
 def get_config():

@@ -8,7 +8,7 @@ quarter of the steps and end far higher (README, "The main job"). On an accelera
 configs/default.py's sizes.
 """
 
-from sphm_jax.configs import default
+from sphm_jax.training.configs import default
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """A few seconds of everything, for tests and smoke runs: tiny synthetic faces, a tiny FAN, a few steps."""
 
-from sphm_jax.configs import default
+from sphm_jax.training.configs import default
 
 
 def get_config():

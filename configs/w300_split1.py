@@ -3,8 +3,8 @@
 Set --config.init_checkpoint=<workdir of configs/w300lp_pretrain.py>/checkpoints.
 """
 
-from sphm_jax.configs import default
 from sphm_jax.data import protocols
+from sphm_jax.training.configs import default
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """300W-LP (61,225 pre-warped images) pre-training for the 300W protocols; scored on 300W Split II's test set."""
 
-from sphm_jax.configs import default
 from sphm_jax.data import protocols
+from sphm_jax.training.configs import default
 
 
 def get_config():

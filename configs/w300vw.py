@@ -1,7 +1,7 @@
 """300VW as evaluation of a 300W model: category C, NME inter-ocular, AUC at 0.08."""
 
-from sphm_jax.configs import w300_split1
 from sphm_jax.data import protocols
+from sphm_jax.training.configs import w300_split1
 
 
 def get_config():

@@ -24,20 +24,10 @@ import scipy.stats
 import tqdm
 from absl import app, flags
 
-from sphm_jax import (
-    checkpoints,
-    config_files,
-    devices,
-    geometry,
-    heatmaps,
-    inference,
-    plots,
-    scoring,
-    train,
-    xla_cpu,
-)
-from sphm_jax.configs import ablation as rows
+from sphm_jax import geometry, heatmaps, inference, plots, scoring
 from sphm_jax.data import input_pipeline
+from sphm_jax.training import checkpoints, config_loader, mesh, train, xla_cpu
+from sphm_jax.training.configs import ablation as rows
 
 PAPER_WFLW = {"baseline": 4.20, "hm": 3.90, "hm_no_lsa": 4.00, "siamese": 3.72}
 LABELS = {
@@ -178,7 +168,7 @@ def run(base, workdir: str, seeds, table2_rows) -> dict:
     nmes = {row: [] for row in table2_rows}
     table1 = {r: {} for r in ("hm", "siamese") if r in trained}
     table3 = {r: {} for r in table1}
-    dp = devices.data_parallel(jax.devices())
+    dp = mesh.data_parallel(jax.devices())
     for seed in tqdm.tqdm(seeds, unit="seed", disable=None):
         workdirs = {}
         for row in trained:
@@ -204,7 +194,7 @@ def run(base, workdir: str, seeds, table2_rows) -> dict:
 
 def row_predictions(base, workdirs: dict, table2_rows) -> dict:
     """Per Table 2 row, its models' points and per-image NMEs on the eval split (one seed)."""
-    dp = devices.data_parallel(jax.devices())
+    dp = mesh.data_parallel(jax.devices())
     out = {}
     for row in trained_rows(table2_rows):
         decoders = ("local_softargmax", "argmax_quarter")
@@ -284,6 +274,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "One sub-directory per row and seed goes here.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per row.")
     flags.DEFINE_list("rows", list(LABELS), "Rows of Table 2 to report.")
-    config_files.DEFINE_config_file("config", None, "Base configuration.", lock_config=False)
+    config_loader.DEFINE_config_file("config", None, "Base configuration.", lock_config=False)
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sphm_jax import heatmaps, inference, storage
+from sphm_jax import heatmaps, inference
+from sphm_jax.training import paths
 
 FORMATS = ("stablehlo", "onnx", "tflite", "savedmodel")
 FILE_NAMES = {
@@ -170,7 +171,7 @@ def write(fn, fmt, image_size, output, batch=None, float16=False):
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
-    output = storage.path(output)
+    output = paths.path(output)
     output.mkdir(parents=True, exist_ok=True)
     path = output / FILE_NAMES[fmt]
     if float16:
@@ -192,7 +193,7 @@ def write(fn, fmt, image_size, output, batch=None, float16=False):
 
 def file_bytes(path) -> int:
     """Size of a file, or of all files under a directory (a SavedModel)."""
-    path = storage.path(path)
+    path = paths.path(path)
     if not path.is_dir():
         return path.stat().length
     return sum(file_bytes(child) for child in path.iterdir())
@@ -202,7 +203,7 @@ def runner(fmt, path, num_threads=None):
     """images uint8[N, S, S, 3] -> (landmarks, scores) as numpy, run by the format's own runtime."""
     path = str(path)
     if fmt == "stablehlo":
-        call = jax.jit(jax.export.deserialize(bytearray(storage.path(path).read_bytes())).call)
+        call = jax.jit(jax.export.deserialize(bytearray(paths.path(path).read_bytes())).call)
         return lambda x: tuple(np.asarray(a) for a in call(x))
     if fmt == "onnx":
         ort = _require("onnxruntime", fmt)

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from sphm_jax import checkpoints, storage, xla_cpu
 from sphm_jax.models import FAN, abstract_variables
+from sphm_jax.training import checkpoints, paths, xla_cpu
 
 # (torch leaf, ndim of the tensor) -> (Flax collection, Flax leaf).
 _LEAVES = {
@@ -350,7 +350,7 @@ def main(argv=None):
         if args.output:
             model, variables = fan_from_torch(args.torch)
             checkpoints.save(args.output, 0, variables, model.config())
-            print(f"wrote FAN({model.config()}) to {storage.path(args.output)}")
+            print(f"wrote FAN({model.config()}) to {paths.path(args.output)}")
         if args.compare:
             if args.images:
                 images, what = load_images(args.images, args.size), "images"

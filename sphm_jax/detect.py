@@ -21,8 +21,9 @@ import time
 
 import numpy as np
 
-from sphm_jax import detection, metrics, xla_cpu
+from sphm_jax import detection, metrics
 from sphm_jax.data.boxes import InputError
+from sphm_jax.training import xla_cpu
 
 
 def rendered_scene(seed: int, faces: int = 2, size: int = 256, fraction: float = 0.5):
@@ -148,11 +149,11 @@ def calibrate(workdir: str, detector_name: str, *, fit_faces: int, test_faces: i
     import ml_collections  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    from sphm_jax import storage  # pylint: disable=g-import-not-at-top
     from sphm_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
     from sphm_jax.predictor import Predictor  # pylint: disable=g-import-not-at-top
+    from sphm_jax.training import paths  # pylint: disable=g-import-not-at-top
 
-    config_path = storage.path(workdir) / "config.json"
+    config_path = paths.path(workdir) / "config.json"
     if not config_path.exists():
         raise InputError(
             f"{workdir}: not a training workdir (no config.json: its dataset is needed)"

@@ -26,20 +26,11 @@ import tensorflow as tf
 import tqdm
 from etils import epath
 
-from sphm_jax import (
-    devices,
-    geometry,
-    heatmaps,
-    inference,
-    layouts,
-    plots,
-    scoring,
-    storage,
-    xla_cpu,
-)
-from sphm_jax.checkpoints import WORKDIR_SETTINGS, load_checkpoint
+from sphm_jax import geometry, heatmaps, inference, layouts, plots, scoring
 from sphm_jax.data import input_pipeline, protocols
 from sphm_jax.data.boxes import InputError
+from sphm_jax.training import mesh, paths, xla_cpu
+from sphm_jax.training.checkpoints import WORKDIR_SETTINGS, load_checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +46,7 @@ def load(path: str, label: str | None, overrides: dict) -> Model:
     model, variables, settings = load_checkpoint(path, **overrides)
     settings = {"image_size": 256, "crop_scale": geometry.CROP_SCALE, **settings}
     settings.pop("decoder", None)  # the decoders come from --decoders
-    return Model(label or storage.path(path).name, model, variables, settings)
+    return Model(label or paths.path(path).name, model, variables, settings)
 
 
 class Extremes:
@@ -284,7 +275,7 @@ def _check_inputs(args, protocol) -> tuple:
 def evaluate_all(models, builder, args, protocol, out) -> dict:
     """{label: {decoder: {split label: {norm: scores}}}}; the figures go to `out`."""
     results = {m.label: {d: {} for d in args.decoders} for m in models}
-    dp = devices.data_parallel(jax.devices())
+    dp = mesh.data_parallel(jax.devices())
     num_landmarks = builder.info.features["landmarks"].shape[0]
     runners = {m.label: make_runner(m, args, num_landmarks, dp) for m in models}
     for label, split in protocol.splits:
@@ -314,7 +305,7 @@ def main(argv=None) -> int:
         )
     try:
         models, builder = _check_inputs(args, protocol)
-        out = storage.path(args.output_dir) if args.output_dir else None
+        out = paths.path(args.output_dir) if args.output_dir else None
     except (InputError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

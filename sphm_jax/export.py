@@ -9,8 +9,9 @@ import argparse
 import json
 import sys
 
-from sphm_jax import checkpoints, heatmaps, xla_cpu
+from sphm_jax import heatmaps
 from sphm_jax.artefacts import FORMATS, INPUT_NAME, file_bytes, landmark_fn, write
+from sphm_jax.training import checkpoints, xla_cpu
 
 
 def _parse_args(argv):

@@ -9,7 +9,7 @@ import jax
 import tensorflow as tf
 from absl import app, flags, logging
 
-from sphm_jax import config_files, config_validation, preemption, train, xla_cpu
+from sphm_jax.training import config_loader, preemption, train, xla_cpu
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and eval results.")
@@ -17,7 +17,7 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for mu
 flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-host run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (auto-detected on TPU).")
-config_files.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
+config_loader.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -41,7 +41,7 @@ def main(argv):
     )
     try:
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (config_validation.ConfigError, FloatingPointError) as err:
+    except (config_loader.ConfigError, FloatingPointError) as err:
         raise SystemExit(f"error: {err}") from None  # the message says it all: no traceback
     except preemption.Preempted as stopped:
         if jax.process_count() > 1:

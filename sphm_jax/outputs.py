@@ -13,10 +13,11 @@ import sys
 
 import numpy as np
 
-from sphm_jax import plots, storage, video
+from sphm_jax import plots, video
 from sphm_jax.data import image_io
 from sphm_jax.data.boxes import BOX_FIELDS, InputError
 from sphm_jax.predictor import RELIABLE_SCORE
+from sphm_jax.training import paths
 
 
 class Records:
@@ -24,12 +25,12 @@ class Records:
 
     def __init__(self, path: str | None, num_landmarks: int):
         self.path, self.k = path, num_landmarks
-        self.kind = "jsonl" if path is None else storage.path(path).suffix.lower().lstrip(".")
+        self.kind = "jsonl" if path is None else paths.path(path).suffix.lower().lstrip(".")
         if self.kind not in ("json", "jsonl", "csv"):
             raise InputError(f"--output {path}: write .json, .jsonl or .csv")
         self.opened = contextlib.ExitStack()  # a remote file is a context manager only
         self.file = (
-            sys.stdout if path is None else self.opened.enter_context(storage.path(path).open("w"))
+            sys.stdout if path is None else self.opened.enter_context(paths.path(path).open("w"))
         )
         self.count = 0
         if self.kind == "json":
@@ -112,7 +113,7 @@ class Writer:
         pending, self.overlay = self.overlay, []
         if self.overlays and pending:
             img = pending[0][0]
-            out = storage.path(self.overlays) / (os.path.splitext(img.name)[0] + ".png")
+            out = paths.path(self.overlays) / (os.path.splitext(img.name)[0] + ".png")
             out.parent.mkdir(parents=True, exist_ok=True)
             boxes, points, scores = (np.stack([p[k] for p in pending]) for k in (1, 2, 3))
             image = image_io.read_image(img.path)
@@ -130,7 +131,7 @@ def clip_overlay(overlays: str | None, clip: str, fps: float):
         return None
     if overlays.lower().endswith(video.VIDEO_SUFFIXES):
         return video.VideoWriter(overlays, fps)
-    return storage.path(overlays) / os.path.splitext(os.path.basename(os.path.normpath(clip)))[0]
+    return paths.path(overlays) / os.path.splitext(os.path.basename(os.path.normpath(clip)))[0]
 
 
 def draw_frame(overlay, t: int, frame, faces, min_score: float) -> None:

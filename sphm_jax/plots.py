@@ -15,7 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
-from sphm_jax import metrics, storage
+from sphm_jax import metrics
+from sphm_jax.training import paths
 
 PRED_COLOUR, GT_COLOUR = (255, 60, 60), (60, 220, 60)
 
@@ -46,14 +47,14 @@ def draw_landmarks(image, boxes, points, gt=None, flagged=None) -> np.ndarray:
 def save_png(image, path) -> None:
     png = io.BytesIO()
     Image.fromarray(np.asarray(image, np.uint8)).save(png, format="PNG")
-    storage.path(path).write_bytes(png.getvalue())
+    paths.path(path).write_bytes(png.getvalue())
 
 
 def _save(figure: Figure, path) -> None:
     FigureCanvasAgg(figure)
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=100, bbox_inches="tight")
-    storage.path(path).write_bytes(png.getvalue())
+    paths.path(path).write_bytes(png.getvalue())
 
 
 def ced_figure(curves: Mapping[str, np.ndarray], threshold: float, path, title: str = "") -> None:

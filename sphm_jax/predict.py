@@ -30,7 +30,7 @@ import tensorflow as tf
 import tqdm
 from etils import epath
 
-from sphm_jax import detection, heatmaps, outputs, smoothing, video, xla_cpu
+from sphm_jax import detection, heatmaps, outputs, smoothing, video
 from sphm_jax.data import image_io, landmark_io
 from sphm_jax.data.boxes import (  # noqa: F401 (BOX_FIELDS: the CSV columns, for callers)
     BOX_FIELDS,
@@ -42,6 +42,7 @@ from sphm_jax.data.boxes import (  # noqa: F401 (BOX_FIELDS: the CSV columns, fo
 )
 from sphm_jax.outputs import Records, Writer, face_record
 from sphm_jax.predictor import RELIABLE_SCORE, Predictor
+from sphm_jax.training import xla_cpu
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

@@ -17,9 +17,10 @@ import jax
 import numpy as np
 import tensorflow as tf
 
-from sphm_jax import checkpoints, devices, geometry, heatmaps, inference, layouts
+from sphm_jax import geometry, heatmaps, inference, layouts
 from sphm_jax.data import input_pipeline
 from sphm_jax.data.boxes import InputError, check_box, whole_image_box
+from sphm_jax.training import checkpoints, mesh
 
 # Peak score below which a point is reported unreliable (README, "Confidence per point").
 RELIABLE_SCORE = 0.5
@@ -28,7 +29,7 @@ _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
 
 @dataclasses.dataclass
 class Predictor:
-    """Sub-pixel landmarks of faces in images; batched, jitted, spread over the local devices.
+    """Sub-pixel landmarks of faces in images; batched, jitted, spread over the local mesh.
 
     crop_scale: crop side / longer box side (the training pipeline's rule);
     use 1.0 with whole-image boxes to feed pre-cropped faces unchanged.
@@ -55,7 +56,7 @@ class Predictor:
         permutation = None
         if self.flip:
             permutation = layouts.get_layout(self.model.num_landmarks).flip_permutation
-        dp = devices.data_parallel(jax.local_devices())
+        dp = mesh.data_parallel(jax.local_devices())
         # Whole batches per device: the last, short batch is padded, so one compile serves all.
         self._padded = math.ceil(self.batch_size / dp.mesh.size) * dp.mesh.size
         self._fn = inference.landmark_fn(

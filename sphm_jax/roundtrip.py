@@ -27,8 +27,9 @@ import numpy as np
 import tqdm
 from absl import app, flags
 
-from sphm_jax import geometry, heatmaps, layouts, metrics, xla_cpu
+from sphm_jax import geometry, heatmaps, layouts, metrics
 from sphm_jax.data import landmark_io, synthetic_faces
+from sphm_jax.training import xla_cpu
 
 # (name, quantize, decoder) of each compared pipeline.
 PIPELINES = (

@@ -12,8 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sphm_jax import devices, geometry, metrics
+from sphm_jax import geometry, metrics
 from sphm_jax.data import input_pipeline
+from sphm_jax.training import mesh
 
 EVAL_KEYS = ("image", "crop")  # what a predict function reads of a batch
 
@@ -39,8 +40,8 @@ def predict_split(predict_fn: Callable, builder, split, config, dp) -> Iterator[
     )
     for _ in range(steps):
         batch = next(batches)
-        outputs = predict_fn(devices.to_global(batch, EVAL_KEYS, dp.data))
-        outputs = {k: devices.to_local(v, dp.mesh) for k, v in outputs.items()}
+        outputs = predict_fn(mesh.to_global(batch, EVAL_KEYS, dp.data))
+        outputs = {k: mesh.to_local(v, dp.mesh) for k, v in outputs.items()}
         keep = batch["mask"] > 0
         inverse = np.asarray(geometry.invert(batch["crop"][keep]))
         gt = np.asarray(geometry.transform_points(batch["landmarks"][keep], inverse))
@@ -62,8 +63,8 @@ def _subset_columns(batch, features) -> dict:
 def _gather(parts) -> np.ndarray:
     values = np.concatenate(parts)
     if values.dtype.kind in "SUO":
-        return np.asarray(devices.gather_strings(values))
-    return devices.gather(values)
+        return np.asarray(mesh.gather_strings(values))
+    return mesh.gather(values)
 
 
 def collect(predicted: Iterable[Predicted], subset_features=()) -> dict:

@@ -26,10 +26,11 @@ import sys
 import jax
 import numpy as np
 
-from sphm_jax import detection, geometry, metrics, video, xla_cpu
+from sphm_jax import detection, geometry, metrics, video
 from sphm_jax.data import synthetic_faces
 from sphm_jax.data.boxes import InputError
 from sphm_jax.predictor import RELIABLE_SCORE, Predictor
+from sphm_jax.training import xla_cpu
 
 # (kind, x and y shift in heatmap pixels, scale, degrees), each about the face box's centre.
 VIEWS = (
@@ -76,10 +77,10 @@ def test_examples(workdir: str, limit: int) -> tuple[list[dict], int]:
     import ml_collections  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    from sphm_jax import storage  # pylint: disable=g-import-not-at-top
     from sphm_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+    from sphm_jax.training import paths  # pylint: disable=g-import-not-at-top
 
-    path = storage.path(workdir) / "config.json"
+    path = paths.path(workdir) / "config.json"
     if not path.exists():
         raise InputError(f"{workdir}: not a training workdir (no config.json)")
     config = ml_collections.ConfigDict(json.loads(path.read_text()))

@@ -10,10 +10,11 @@ import argparse
 
 from PIL import Image, ImageDraw
 
-from sphm_jax import layouts, xla_cpu
+from sphm_jax import layouts
 from sphm_jax.data.synthetic_faces.clip import render_clip, write_clip
 from sphm_jax.data.synthetic_faces.renderer import render
 from sphm_jax.data.synthetic_faces.sampling import sample_params
+from sphm_jax.training import xla_cpu
 
 # Landmark colours of the grid, one per layouts.IBUG68 group: jaw, brows, nose, eyes, mouth.
 _GROUP_COLOURS = ((255, 255, 0), (255, 128, 0), (0, 255, 255), (0, 255, 0), (255, 0, 255))

@@ -16,7 +16,7 @@ from tests.helpers import RELIABILITY_OVERRIDES, TEST_XLA_FLAGS, tiny_config
 if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):  # xdist workers inherit it
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
-from sphm_jax import xla_cpu  # noqa: E402
+from sphm_jax.training import xla_cpu  # noqa: E402
 
 xla_cpu.apply()  # the commands' CPU path, as every command sets it before JAX starts
 
@@ -41,9 +41,9 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
 
 
-from sphm_jax import checkpoints, train  # noqa: E402
-from sphm_jax.configs import tiny  # noqa: E402
 from sphm_jax.data import input_pipeline  # noqa: E402
+from sphm_jax.training import checkpoints, train  # noqa: E402
+from sphm_jax.training.configs import tiny  # noqa: E402
 
 
 @pytest.fixture(scope="session")

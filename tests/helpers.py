@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from sphm_jax.configs import tiny
+from sphm_jax.training.configs import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

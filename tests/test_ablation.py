@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sphm_jax import ablation
-from sphm_jax.configs import tiny
+from sphm_jax.training.configs import tiny
 
 
 def test_hm_no_lsa_is_the_hm_models_read_by_argmax_quarter():

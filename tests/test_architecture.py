@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests import helpers
+
+ROOT = pathlib.Path(helpers.ROOT)
 PACKAGE = ROOT / "sphm_jax"
 # Top-level names of sphm_jax that are commands (a package's submodules count as the command).
 COMMANDS = {

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from absl import flags
 
-from sphm_jax import augment, benchmark, convert, train
-from tests.helpers import tiny_config
+from sphm_jax import augment, benchmark, convert
+from sphm_jax.training import train
+from tests.helpers import ROOT, tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = {"what", "impl", "images_per_s", "batch_size", "device", "compile_s", "step_ms"}
 
 

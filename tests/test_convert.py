@@ -13,10 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 fa_models = pytest.importorskip("face_alignment.models")
 
-from sphm_jax import (
-    checkpoints,  # pylint: disable=g-import-not-at-top
-    convert,
-)
+from sphm_jax import convert
+from sphm_jax.training import checkpoints
+from tests.helpers import ROOT
 
 torch.set_num_threads(2)
 
@@ -200,7 +199,7 @@ def test_cli_reports_errors(tmp_path, capsys):
 
 def test_no_module_can_unpickle_code():
     """Every torch.load of the package passes weights_only=True; nothing imports pickle."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     sources = glob.glob(os.path.join(root, "sphm_jax", "**", "*.py"), recursive=True)
     sources += glob.glob(os.path.join(root, "tfds_builders", "**", "*.py"), recursive=True)
     torch_loads = []

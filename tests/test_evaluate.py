@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sphm_jax import devices, evaluate, heatmaps, scoring, train
+from sphm_jax import evaluate, heatmaps, scoring
 from sphm_jax.data import input_pipeline, protocols
+from sphm_jax.training import mesh, train
 
 
 def _args(tiny_data_dir, directory, *extra):
@@ -34,7 +35,7 @@ def test_scores_equal_the_training_evaluation_for_every_decoder(
 
     config.data_dir = tiny_data_dir
     builder = input_pipeline.load_builder(config.dataset, config)
-    dp = devices.data_parallel(jax.devices())
+    dp = mesh.data_parallel(jax.devices())
     model = train.create_model(config, 68)
     state = train.create_train_state(jax.random.key(0), config, model, 10)  # the fixture's weights
     for decoder in heatmaps.METHODS:

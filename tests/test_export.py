@@ -7,9 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from sphm_jax import artefacts, checkpoints, convert, export, geometry, inference
-from sphm_jax.configs import tiny
+from sphm_jax import artefacts, convert, export, geometry, inference
 from sphm_jax.data import input_pipeline
+from sphm_jax.training import checkpoints
+from sphm_jax.training.configs import tiny
 
 # float32 all through; the artefacts reorder sums (onnxruntime, XNNPACK), measured <= 1e-5 px.
 LANDMARK_TOL_PX = 1e-3

@@ -15,10 +15,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sphm_jax import checkpoints, geometry, predict, scoring, train
+from sphm_jax import geometry, predict, scoring
 from sphm_jax.data import input_pipeline
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from sphm_jax.training import checkpoints, train
+from tests.helpers import ROOT
 
 
 def _write_rgb(path, shape, seed=0):

@@ -18,15 +18,15 @@ import json
 
 from absl import app, flags
 
-from sphm_jax import config_files, xla_cpu
 from sphm_jax.benchmark.suite import WHAT, run, summary
+from sphm_jax.training import config_loader, xla_cpu
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
     """The command's flags, defined only when it runs: importing the benchmark defines none."""
-    config_files.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
+    config_loader.DEFINE_config_file("config", None, "Training configuration.", lock_config=True)
     flags.DEFINE_enum(
         "what",
         "all",

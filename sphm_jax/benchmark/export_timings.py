@@ -10,9 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sphm_jax import artefacts, storage
+from sphm_jax import artefacts
 from sphm_jax.benchmark.records import interleaved_medians, record
 from sphm_jax.models import FAN
+from sphm_jax.training import paths
 
 
 def _faces(image_size, batch, seed=0):
@@ -48,7 +49,7 @@ def export_artefacts(config, num_landmarks: int, repeats: int, batches=(1, 32)):
             for b in batches if fmt == "tflite" else batches[:1]:
                 start = time.perf_counter()
                 fixed = b if fmt == "tflite" else None
-                path = artefacts.write(fn, fmt, size, storage.path(output) / f"{fmt}_{b}", fixed)
+                path = artefacts.write(fn, fmt, size, paths.path(output) / f"{fmt}_{b}", fixed)
                 export_s = time.perf_counter() - start
                 # All cores, as XLA and onnxruntime take by default.
                 run = artefacts.runner(fmt, path, num_threads=os.cpu_count())

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sphm_jax import devices, heatmaps, scoring, train, xla_cpu
+from sphm_jax import heatmaps, scoring
 from sphm_jax.benchmark.records import (
     flops_fields,
     interleaved_medians,
@@ -23,6 +23,7 @@ from sphm_jax.benchmark.records import (
     synthetic_batch,
 )
 from sphm_jax.data import input_pipeline
+from sphm_jax.training import mesh, train, xla_cpu
 
 
 def _cost_flops(compiled) -> float | None:
@@ -43,11 +44,11 @@ def _step_inputs(config, num_landmarks: int, keys):
     """(the jitted steps of train_and_evaluate, a fresh replicated state, one sharded batch)."""
     cfg = train.StepConfig.from_config(config, num_landmarks)
     model = train.create_model(config, num_landmarks)
-    dp = devices.data_parallel(jax.devices())
+    dp = mesh.data_parallel(jax.devices())
     fns = train.make_step_fns(config, model, cfg, dp, 1000)
     state = fns.init(jax.random.key(config.seed))
     batch = synthetic_batch(config, num_landmarks, config.batch_size)
-    return fns, state, devices.to_global(batch, keys, dp.data)
+    return fns, state, mesh.to_global(batch, keys, dp.data)
 
 
 def jax_train(config, num_landmarks: int):

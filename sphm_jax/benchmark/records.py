@@ -12,7 +12,8 @@ import time
 import jax
 import numpy as np
 
-from sphm_jax import heatmaps, xla_cpu
+from sphm_jax import heatmaps
+from sphm_jax.training import xla_cpu
 
 # Dense peak TFLOP/s per device: (device kind substring, bfloat16, float32 as the matmul units
 # run it). float32 on GPUs runs as TF32 under JAX's and torch-AMP-free default precision; TPUs

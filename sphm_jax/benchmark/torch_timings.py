@@ -12,8 +12,8 @@ import time
 import jax
 import numpy as np
 
-from sphm_jax import train
 from sphm_jax.benchmark.records import flops_fields, record, synthetic_batch
+from sphm_jax.training import train
 
 
 def _torch_device():

@@ -49,6 +49,21 @@ def load_builder(name: str, config):
     return builder
 
 
+def load_builders(config) -> tuple:
+    """(training builder, evaluation builder, number of landmarks), checked to agree."""
+    builder = load_builder(config.dataset, config)
+    eval_builder = builder
+    if config.eval_dataset:
+        eval_builder = load_builder(config.eval_dataset, config)
+    num_landmarks = builder.info.features["landmarks"].shape[0]
+    if eval_builder.info.features["landmarks"].shape[0] != num_landmarks:
+        raise ValueError(
+            f"eval_dataset {config.eval_dataset} has a different number of landmarks "
+            f"than dataset {config.dataset}"
+        )
+    return builder, eval_builder, num_landmarks
+
+
 def box_square(bbox, crop_scale):
     """(centre, side) of the square geometry.box_crop cuts around a box (tf twin)."""
     bbox = tf.cast(bbox, tf.float32)

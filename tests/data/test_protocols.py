@@ -69,7 +69,7 @@ def test_evaluate_scores_with_the_datasets_norms_and_thresholds(dataset):
     ],
 )
 def test_configs_evaluate_with_their_datasets_protocol(name, dataset):
-    config = importlib.import_module(f"sphm_jax.configs.{name}").get_config()
+    config = importlib.import_module(f"sphm_jax.training.configs.{name}").get_config()
     protocol = protocols.get(dataset)
     assert config.nme_norm == protocol.norms[0]
     assert (config.auc_threshold, config.failure_threshold) == (

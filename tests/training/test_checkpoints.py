@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sphm_jax import checkpoints
 from sphm_jax.models import FAN, abstract_variables
+from sphm_jax.training import checkpoints
 
 
 def small_fan_variables(seed=0):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import tensorflow as tf
 from absl import logging
 
-from sphm_jax import checkpoints, storage
+from sphm_jax.training import checkpoints, paths
 
 
 def all_finite(finite: dict) -> jax.Array:
@@ -105,7 +105,7 @@ class Reporter:
     def __init__(self, workdir: str, total_steps: int, batch_size: int):
         self.active = jax.process_index() == 0
         self.total, self.batch_size = total_steps, batch_size
-        self.workdir = storage.path(workdir)
+        self.workdir = paths.path(workdir)
         self.jsonl = self.workdir / "metrics.jsonl"
         self.writer = tf.summary.create_file_writer(str(self.workdir)) if self.active else None
         self.last = (None, None)

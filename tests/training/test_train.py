@@ -1,4 +1,4 @@
-"""Tests for sphm_jax.train: real steps on synthetic_faces, resume, multi-device and multi-host equivalence."""
+"""Tests for sphm_jax.training.train: real steps on synthetic_faces, resume, multi-device and multi-host equivalence."""
 
 import functools
 import json
@@ -15,9 +15,9 @@ import optax
 import pytest
 import tensorflow as tf
 
-from sphm_jax import checkpoints, preemption, reporting, train
 from sphm_jax.data import input_pipeline
 from sphm_jax.models import FAN, abstract_variables
+from sphm_jax.training import checkpoints, preemption, reporting, train
 from tests.helpers import (
     RELIABILITY_OVERRIDES,
     ROOT,

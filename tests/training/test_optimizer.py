@@ -1,9 +1,9 @@
-"""Tests for sphm_jax.optimizer."""
+"""Tests for sphm_jax.training.optimizer."""
 
 import numpy as np
 import pytest
 
-from sphm_jax import optimizer
+from sphm_jax.training import optimizer
 from tests.helpers import tiny_config
 
 

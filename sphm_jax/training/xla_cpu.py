@@ -38,7 +38,7 @@ def with_defaults(xla_flags: str | None, defaults=DEFAULTS) -> str:
 
 
 def apply(environ=os.environ) -> str:
-    """Puts the defaults into environ["XLA_FLAGS"] and returns it; call before JAX's first computation."""
+    """Puts the defaults into environ["XLA_FLAGS"] and returns them; call before JAX computes."""
     environ["XLA_FLAGS"] = with_defaults(environ.get("XLA_FLAGS"))
     return environ["XLA_FLAGS"]
 

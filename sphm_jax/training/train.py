@@ -22,24 +22,62 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from sphm_jax import (
-    augment,
-    checkpoints,
-    config_validation,
-    devices,
-    inference,
-    losses,
-    optimizer,
-    preemption,
-    reporting,
-    scoring,
-    storage,
-)
+from sphm_jax import augment, inference, layouts, losses, scoring
 from sphm_jax.data import input_pipeline
 from sphm_jax.models import FAN
-from sphm_jax.step_config import StepConfig
+from sphm_jax.training import (
+    checkpoints,
+    config_loader,
+    mesh,
+    optimizer,
+    paths,
+    preemption,
+    reporting,
+)
 
 TRAIN_KEYS = ("image", "landmarks", "visible")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """The static part of a step (hashable, so jit specialises on it); the seed is in the state."""
+
+    image_size: int
+    heatmap_size: int
+    sigma: float
+    quantize: str | None
+    siamese: bool
+    decoder: str
+    window: int
+    temperature: float
+    augment: augment.AugmentConfig
+    flip_permutation: tuple[int, ...]
+
+    @property
+    def stride(self) -> int:
+        return self.image_size // self.heatmap_size
+
+    @classmethod
+    def from_config(cls, config, num_landmarks: int) -> StepConfig:
+        a = config.augment
+        return cls(
+            image_size=config.image_size,
+            heatmap_size=config.heatmap_size,
+            sigma=float(config.sigma),
+            quantize=config.quantize,
+            siamese=bool(config.siamese),
+            decoder=config.decoder,
+            window=int(config.window),
+            temperature=float(config.temperature),
+            augment=augment.AugmentConfig(
+                rotation=float(a.rotation),
+                scale=tuple(a.scale),
+                translation=float(a.translation),
+                flip=bool(a.flip),
+                colour=tuple(a.colour),
+            ),
+            flip_permutation=layouts.get_layout(num_landmarks).flip_permutation,
+        )
 
 
 class TrainState(train_state.TrainState):
@@ -205,7 +243,7 @@ def _jitted_steps(config, model: FAN, cfg: StepConfig, dp, steps_per_epoch: int)
 
 def compile_with_input(train_fn, state, builder, config, sharding, start: int):
     """(train_fn compiled, device batches from step start + 1), the crops made meanwhile."""
-    put = functools.partial(devices.to_global, keys=TRAIN_KEYS, sharding=sharding)
+    put = functools.partial(mesh.to_global, keys=TRAIN_KEYS, sharding=sharding)
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
         shapes = input_pipeline.train_batch_shapes(builder, config, sharding)
@@ -228,24 +266,9 @@ def train_and_evaluate(
     at the next step while training (on every process of a multi-host run), between batches
     during evaluation. A rerun with the same workdir ends as an uninterrupted run would.
     """
-    config_validation.validate(config, jax.device_count())
+    config_loader.validate(config, jax.device_count())
     with preemption.sigterm_stops_training() as stop:
         return _train_and_evaluate(config, workdir, stop_at_step, stop)
-
-
-def _load_builders(config) -> tuple:
-    """(training builder, evaluation builder, number of landmarks), checked to agree."""
-    builder = input_pipeline.load_builder(config.dataset, config)
-    eval_builder = builder
-    if config.eval_dataset:
-        eval_builder = input_pipeline.load_builder(config.eval_dataset, config)
-    num_landmarks = builder.info.features["landmarks"].shape[0]
-    if eval_builder.info.features["landmarks"].shape[0] != num_landmarks:
-        raise ValueError(
-            f"eval_dataset {config.eval_dataset} has a different number of landmarks "
-            f"than dataset {config.dataset}"
-        )
-    return builder, eval_builder, num_landmarks
 
 
 def _restore_or_initialise(state: TrainState, ckpt_dir, model: FAN, config) -> tuple:
@@ -274,7 +297,7 @@ class _Run:
     model: FAN
     eval_fn: Any  # (state, global batch) -> points
     eval_builder: Any
-    dp: devices.DataParallel
+    dp: mesh.DataParallel
     stop: preemption.Stop
     reporter: reporting.Reporter
     guard: reporting.NonFiniteGuard = dataclasses.field(default_factory=reporting.NonFiniteGuard)
@@ -345,14 +368,14 @@ def _train(run: _Run, train_fn, state, batches, start: int, total: int, stop_at_
 
 
 def _train_and_evaluate(config, workdir: str, stop_at_step: int | None, stop) -> dict:
-    workdir = storage.path(workdir)  # checked once: local made absolute, remote clients present
+    workdir = paths.path(workdir)  # checked once: local made absolute, remote clients present
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:  # predict and evaluate read the crop and decoder settings here
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-    builder, eval_builder, num_landmarks = _load_builders(config)
+    builder, eval_builder, num_landmarks = input_pipeline.load_builders(config)
     stop.check(preemption.BEFORE_TRAINING)
     model = create_model(config, num_landmarks)
-    dp = devices.data_parallel(jax.devices())
+    dp = mesh.data_parallel(jax.devices())
     per_epoch = input_pipeline.steps_per_epoch(builder, config.train_split, config.batch_size)
     total = optimizer.num_train_steps(config, per_epoch)
     fns = make_step_fns(config, model, StepConfig.from_config(config, num_landmarks), dp, per_epoch)

@@ -1,8 +1,8 @@
-"""Tests for sphm_jax.reporting (the guard and logs of whole runs are in tests/test_train.py)."""
+"""Tests for sphm_jax.training.reporting (the guard and logs of whole runs are in tests/test_train.py)."""
 
 import numpy as np
 
-from sphm_jax import reporting
+from sphm_jax.training import reporting
 
 
 def test_describe_nonfinite_names_the_loss_and_the_gradient_norm():

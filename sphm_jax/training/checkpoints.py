@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from sphm_jax import storage
 from sphm_jax.models import FAN, abstract_variables
 from sphm_jax.models.hourglass import ARCH_FIELDS
+from sphm_jax.training import paths
 
 VARIABLES = "variables"
 MODEL_CONFIG = "model_config"
@@ -28,7 +28,7 @@ def _manager(directory, create=False, max_to_keep=None):
         create=create, max_to_keep=max_to_keep, enable_async_checkpointing=False
     )  # Writes are done when save returns.
     return ocp.CheckpointManager(
-        storage.path(directory),
+        paths.path(directory),
         options=options,
         item_names=(VARIABLES, MODEL_CONFIG, TRAIN_STATE),
     )
@@ -79,7 +79,7 @@ def nonfinite_leaves(tree) -> list[str]:
 
 def latest_step(directory):
     """The newest saved step in `directory`, or None if there is none."""
-    if not storage.path(directory).is_dir():
+    if not paths.path(directory).is_dir():
         return None
     with _manager(directory) as manager:
         return manager.latest_step()
@@ -87,7 +87,7 @@ def latest_step(directory):
 
 def _restore(directory, step, **items):
     """Restores the named items of `step` (default: latest), with clear errors."""
-    if not storage.path(directory).is_dir():
+    if not paths.path(directory).is_dir():
         raise FileNotFoundError(f"{directory}: no such checkpoint directory")
     with _manager(directory) as manager:
         steps = list(manager.all_steps())
@@ -211,7 +211,7 @@ def load_checkpoint(path, step=None, **overrides) -> tuple:
     settings: the workdir's config.json (WORKDIR_SETTINGS), then the overrides that are not
     None; its dtype is used to build the model and not returned.
     """
-    directory, settings = _workdir_settings(storage.path(path))
+    directory, settings = _workdir_settings(paths.path(path))
     settings.update({k: v for k, v in overrides.items() if v is not None})
     dtype = jnp.dtype(settings.pop("dtype", "float32"))
     model, variables = load_model(directory, step, dtype=dtype)

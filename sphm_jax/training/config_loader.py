@@ -1,18 +1,91 @@
-"""Checks a training config before anything is built or compiled: every problem, one line each.
+"""A training config, loaded and checked: the --config flag of every command, and `validate`.
 
-Field names and types are those of configs/default.py's get_config(), which
-every config overrides; the sizes must fit the FAN and the device count.
+--config names a config file or a shipped config. The configs ship inside the package
+(sphm_jax/training/configs, the repository's configs/), so a command finds them from any
+directory after `pip install .`. A value resolves to, in order:
+
+  1. the file it names, if it exists (relative to the current directory, or absolute);
+  2. the shipped config NAME, if the value is `configs/NAME.py`, `sphm_jax/configs/NAME.py`,
+     `sphm_jax/training/configs/NAME.py`, `NAME.py` or `NAME` (so the README's
+     `--config configs/synthetic.py` works anywhere);
+
+and anything else is a flag error naming the value. As with ml_collections, `:ARG` after the
+path is passed to get_config (`--config configs/ablation.py:hm,wflw`). A config file is Python:
+loading it runs it.
+
+`validate` checks a config before anything is built or compiled, every problem on a line of
+its own. Field names and types are those of configs/default.py's get_config(), which every
+config overrides; the sizes must fit the FAN and the device count.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import posixpath
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
-from sphm_jax import heatmaps, metrics, optimizer
-from sphm_jax.configs import default
+from sphm_jax import heatmaps, metrics
 from sphm_jax.models import hourglass
+from sphm_jax.training import configs, optimizer
+from sphm_jax.training.configs import default
+
+SHIPPED_DIR = os.path.dirname(os.path.abspath(configs.__file__))
+# The folders a shipped config may be named under ("": a bare NAME or NAME.py).
+SHIPPED_PREFIXES = ("", "configs", "sphm_jax/configs", "sphm_jax/training/configs")
+
+
+def shipped() -> list[str]:
+    """Names of the shipped configs (the files of sphm_jax/training/configs)."""
+    return sorted(
+        name[:-3]
+        for name in os.listdir(SHIPPED_DIR)
+        if name.endswith(".py") and not name.startswith("_")
+    )
+
+
+def resolve(value: str) -> str:
+    """The `path[:arg]` ml_collections loads for a --config value; ValueError if none matches."""
+    path, colon, arg = value.partition(":")
+    if os.path.isfile(path):
+        return value
+    folder, name = posixpath.split(posixpath.normpath(path.replace(os.sep, "/")))
+    name = name.removesuffix(".py")
+    if folder in SHIPPED_PREFIXES and name in shipped():
+        return os.path.join(SHIPPED_DIR, f"{name}.py") + colon + arg
+    raise ValueError(
+        f"no config file {path!r} (in {os.getcwd()}) and no shipped config of that name; "
+        f"name a file, or a shipped config as configs/NAME.py or NAME, NAME one of: "
+        f"{', '.join(shipped())}"
+    )
+
+
+class _Resolving(flags.ArgumentParser):
+    """ml_collections' config file parser, given the resolved path."""
+
+    def __init__(self, parser):
+        self._parser = parser
+
+    def parse(self, argument):
+        return self._parser.parse(resolve(argument))
+
+    def flag_type(self):
+        return self._parser.flag_type()
+
+
+def DEFINE_config_file(name, default=None, help_string="", lock_config=True, **kwargs):
+    """ml_collections' DEFINE_config_file whose value may also name a shipped config."""
+    default = None if default is None else resolve(default)
+    holder = config_flags.DEFINE_config_file(
+        name, default, help_string, lock_config=lock_config, **kwargs
+    )
+    flag = kwargs.get("flag_values", flags.FLAGS)[name]
+    flag.parser = _Resolving(flag.parser)
+    return holder
+
 
 DTYPES = ("float32", "bfloat16", "float16")
 # Fields that must be > 0; "model.width" and "model.depth" are checked against the FAN below.

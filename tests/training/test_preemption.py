@@ -1,4 +1,4 @@
-"""Tests for sphm_jax.preemption: a SIGTERM at any moment ends the run soon, saving what is due.
+"""Tests for sphm_jax.training.preemption: a SIGTERM at any moment ends the run soon, saving what is due.
 
 The other side of the promise (the rerun ends as an uninterrupted run would) is checked here
 for the in-process moments and in tests/test_train.py for a real SIGTERM to `main`, one and
@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from sphm_jax import checkpoints, preemption, train
 from sphm_jax.data import input_pipeline
+from sphm_jax.training import checkpoints, preemption, train
 from tests.helpers import RELIABILITY_OVERRIDES, ROOT, tiny_config
 from tests.test_train import assert_same_run
 

@@ -13,7 +13,8 @@ import pytest
 from etils import epath
 from PIL import Image
 
-from sphm_jax import checkpoints, evaluate, predict, storage, train
+from sphm_jax import evaluate, predict
+from sphm_jax.training import checkpoints, paths, train
 from tests.helpers import tiny_config
 
 BUCKET = "sphm-test"
@@ -76,7 +77,7 @@ def test_a_gs_workdir_resumes_evaluates_and_predicts(gcs, tiny_data_dir, tmp_pat
 def test_a_remote_path_this_installation_cannot_use_is_named(monkeypatch, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"^s3://b/run: TensorFlow's filesystem .* no s3://"):
         train.train_and_evaluate(tiny_config(), "s3://b/run")
-    monkeypatch.setattr(storage, "_installed", lambda module: False)
+    monkeypatch.setattr(paths, "_installed", lambda module: False)
     with pytest.raises(ValueError, match=r"^gs://b/run/checkpoints: .* need google-cloud-stor"):
         checkpoints.latest_step("gs://b/run/checkpoints")
     assert predict.main([str(tmp_path), "--checkpoint", "gs://b/run"]) == 2

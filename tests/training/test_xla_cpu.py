@@ -1,4 +1,4 @@
-"""Tests for sphm_jax.xla_cpu: importing changes nothing; apply() and the commands choose the CPU
+"""Tests for sphm_jax.training.xla_cpu: importing changes nothing; apply() and the commands choose the CPU
 paths, read from the compiled HLO."""
 
 import functools
@@ -10,8 +10,8 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from sphm_jax import xla_cpu
 from sphm_jax.models import FAN
+from sphm_jax.training import xla_cpu
 from tests.helpers import ROOT, TEST_XLA_FLAGS
 
 # In a process of its own: import every module of sphm_jax, then {setup}, then fan_grad_hlo below.
@@ -26,7 +26,7 @@ for name in names:
 changed = sorted(k for k in {{*environ, *os.environ}} if environ.get(k) != os.environ.get(k))
 changed += sorted(k for k in config if jax.config.values.get(k) != config[k])
 {setup}
-from sphm_jax import xla_cpu
+from sphm_jax.training import xla_cpu
 from tests.test_xla_cpu import fan_grad_hlo
 text = fan_grad_hlo()
 print(json.dumps({{"imported": len(names), "changed": changed,
