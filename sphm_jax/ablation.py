@@ -24,8 +24,9 @@ import scipy.stats
 import tqdm
 from absl import app, flags
 
-from sphm_jax import geometry, heatmaps, inference, plots, scoring
+from sphm_jax import geometry, heatmaps, inference
 from sphm_jax.data import input_pipeline
+from sphm_jax.toolkit import plots, scoring
 from sphm_jax.training import checkpoints, config_loader, mesh, train, xla_cpu
 from sphm_jax.training.configs import ablation as rows
 

@@ -21,8 +21,10 @@ import time
 
 import numpy as np
 
-from sphm_jax import detection, metrics
-from sphm_jax.data.boxes import InputError
+from sphm_jax import metrics
+from sphm_jax.data import sample_photos
+from sphm_jax.data.boxes import InputError, match
+from sphm_jax.toolkit import detectors
 from sphm_jax.training import xla_cpu
 
 
@@ -52,7 +54,7 @@ def score(detect, images) -> dict:
         start = time.perf_counter()
         boxes, _ = detect(image)
         seconds.append(time.perf_counter() - start)
-        hits = detection.match(boxes, faces)
+        hits = match(boxes, faces)
         found += int(np.sum(hits >= 0))
         missed += int(np.sum(hits < 0))
         false += len(boxes) - int(np.sum(hits >= 0))
@@ -67,7 +69,7 @@ def score(detect, images) -> dict:
 
 def compare(names, scenes: int) -> dict:
     """{detector: {set: score}} on the shipped photographs and `scenes` rendered scenes."""
-    photos = detection.shipped_photos()
+    photos = sample_photos.shipped_photos()
     sets = {
         "photos (astronaut, Grace Hopper)": photos[:2],
         "LFW faces (100)": [p for p in photos if "_face_" in p[0]],
@@ -78,7 +80,7 @@ def compare(names, scenes: int) -> dict:
     }
     results = {}
     for name in names:
-        detect = detection.load_detector(name)
+        detect = detectors.load_detector(name)
         detect(photos[0][1])  # builds the network's graphs outside the timings
         results[name] = {label: score(detect, images) for label, images in sets.items()}
     return results
@@ -121,7 +123,7 @@ def detected_faces(detect, examples, pad: float):
         total += 1
         image, box, landmarks = padded(example, pad)
         boxes, _ = detect(image)
-        hit = detection.match(boxes, box[None])[0]
+        hit = match(boxes, box[None])[0]
         if hit >= 0:
             found.append((image, boxes[hit], box, landmarks, example["visible"]))
     return found, total
@@ -150,7 +152,7 @@ def calibrate(workdir: str, detector_name: str, *, fit_faces: int, test_faces: i
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     from sphm_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-    from sphm_jax.predictor import Predictor  # pylint: disable=g-import-not-at-top
+    from sphm_jax.toolkit.predictor import Predictor  # pylint: disable=g-import-not-at-top
     from sphm_jax.training import paths  # pylint: disable=g-import-not-at-top
 
     config_path = paths.path(workdir) / "config.json"
@@ -163,14 +165,14 @@ def calibrate(workdir: str, detector_name: str, *, fit_faces: int, test_faces: i
     split = lambda name, n: tfds.as_numpy(
         builder.as_dataset(split=name, shuffle_files=False).take(n)
     )
-    detect = detection.load_detector(detector_name)
+    detect = detectors.load_detector(detector_name)
     fit_examples = list(split(config.train_split, fit_faces))
     fit, fit_total = detected_faces(detect, fit_examples, pad)
     if not fit:
         raise InputError(
             f"{detector_name} found no face of {config.dataset}'s {config.train_split}"
         )
-    cal = detection.fit_calibration(detector_name, [f[1] for f in fit], [f[2] for f in fit])
+    cal = detectors.fit_calibration(detector_name, [f[1] for f in fit], [f[2] for f in fit])
     test_split = config.eval_splits[0]
     test_examples = list(split(test_split, test_faces))
     test, test_total = detected_faces(detect, test_examples, pad)
@@ -191,9 +193,9 @@ def calibrate(workdir: str, detector_name: str, *, fit_faces: int, test_faces: i
     ]
     tracked = calibration_nmes(predictor, faces, tracking)
     tracked = dict(zip(("training box", "previous landmarks' box", "calibrated"), tracked.values()))
-    detection.write_calibration(workdir, tracking, {"nme_inter_ocular": tracked})
+    detectors.write_calibration(workdir, tracking, {"nme_inter_ocular": tracked})
     measured["tracking"] = {**dataclasses.asdict(tracking), "nme_inter_ocular": tracked}
-    return cal, measured, detection.write_calibration(workdir, cal, measured)
+    return cal, measured, detectors.write_calibration(workdir, cal, measured)
 
 
 def tight_predicted(predictor, example) -> np.ndarray:
@@ -202,11 +204,11 @@ def tight_predicted(predictor, example) -> np.ndarray:
     return np.asarray(metrics.tight_box(points[0]))
 
 
-def tracking_calibration(predictor, examples) -> detection.Calibration:
+def tracking_calibration(predictor, examples) -> detectors.Calibration:
     """The model's own landmark box -> training box, fitted on training faces: a tracker that
     crops each frame from the previous landmarks without it drifts with the model's bias."""
     boxes = [tight_predicted(predictor, e) for e in examples]
-    return detection.fit_calibration(detection.TRACKING, boxes, [e["bbox"] for e in examples])
+    return detectors.fit_calibration(detectors.TRACKING, boxes, [e["bbox"] for e in examples])
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -218,12 +220,12 @@ def _parse_args(argv):
     )
     sub = parser.add_subparsers(dest="command", required=True)
     cmp_ = sub.add_parser("compare", help="recall and speed of the detectors")
-    cmp_.add_argument("--detectors", default=",".join(detection.DETECTORS))
+    cmp_.add_argument("--detectors", default=",".join(detectors.DETECTORS))
     cmp_.add_argument("--scenes", type=int, default=60, help="rendered two-face scenes")
     cmp_.add_argument("--output", help="write the results as JSON here")
     cal = sub.add_parser("calibrate", help="fit and store a detector's calibration for a workdir")
     cal.add_argument("--checkpoint", required=True, help="a training workdir")
-    cal.add_argument("--detector", default=detection.DEFAULT_DETECTOR, choices=detection.DETECTORS)
+    cal.add_argument("--detector", default=detectors.DEFAULT_DETECTOR, choices=detectors.DETECTORS)
     cal.add_argument("--fit_faces", type=int, default=300, help="training-split faces to fit on")
     cal.add_argument("--test_faces", type=int, default=500, help="test-split faces to measure on")
     cal.add_argument("--pad", type=float, default=0.25, help="context added around each image")

@@ -26,9 +26,10 @@ import tensorflow as tf
 import tqdm
 from etils import epath
 
-from sphm_jax import geometry, heatmaps, inference, layouts, plots, scoring
+from sphm_jax import geometry, heatmaps, inference, layouts
 from sphm_jax.data import input_pipeline, protocols
 from sphm_jax.data.boxes import InputError
+from sphm_jax.toolkit import plots, scoring
 from sphm_jax.training import mesh, paths, xla_cpu
 from sphm_jax.training.checkpoints import WORKDIR_SETTINGS, load_checkpoint
 

@@ -1,4 +1,4 @@
-"""Export a checkpoint as one artefact that runs without this package (sphm_jax.artefacts).
+"""Export a checkpoint as one artefact that runs without this package (sphm_jax.toolkit.artefacts).
 
 python -m sphm_jax.export --checkpoint WORKDIR_OR_CKPT --output DIR --format onnx
 """
@@ -10,7 +10,7 @@ import json
 import sys
 
 from sphm_jax import heatmaps
-from sphm_jax.artefacts import FORMATS, INPUT_NAME, file_bytes, landmark_fn, write
+from sphm_jax.toolkit.artefacts import FORMATS, INPUT_NAME, exportable_fn, file_bytes, write
 from sphm_jax.training import checkpoints, xla_cpu
 
 
@@ -86,7 +86,7 @@ def main(argv=None):
             "temperature": 10.0,
         }
         settings = {**defaults, **settings}
-        fn = landmark_fn(
+        fn = exportable_fn(
             model,
             variables,
             decoder=settings["decoder"],

@@ -6,11 +6,11 @@ training crop by the workdir's detector_calibration.json), a box file (JSON or C
 (`--detector none`). Every face is cropped by the training pipeline's own rule
 (input_pipeline.preprocess), run through the network in fixed-size batches spread over the
 local devices, decoded sub-pixel and mapped back to original image pixels. A video (or, with
-`--video`, a folder of frames) is followed frame by frame (sphm_jax.video.track). One record per
+`--video`, a folder of frames) is followed frame by frame (sphm_jax.toolkit.video.track). One record per
 face goes to JSON, JSON lines or CSV; an unreadable image or a bad box becomes an error record,
 the rest still run, and the exit code is 1 if anything failed.
 
-Python: `sphm_jax.predictor.Predictor.load(workdir_or_checkpoint)(image, boxes)`.
+Python: `sphm_jax.toolkit.predictor.Predictor.load(workdir_or_checkpoint)(image, boxes)`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import tensorflow as tf
 import tqdm
 from etils import epath
 
-from sphm_jax import detection, heatmaps, outputs, smoothing, video
+from sphm_jax import heatmaps
 from sphm_jax.data import image_io, landmark_io
 from sphm_jax.data.boxes import (  # noqa: F401 (BOX_FIELDS: the CSV columns, for callers)
     BOX_FIELDS,
@@ -40,8 +40,9 @@ from sphm_jax.data.boxes import (  # noqa: F401 (BOX_FIELDS: the CSV columns, fo
     read_boxes,
     whole_image_box,
 )
-from sphm_jax.outputs import Records, Writer, face_record
-from sphm_jax.predictor import RELIABLE_SCORE, Predictor
+from sphm_jax.toolkit import detectors, prediction_files, smoothing, video
+from sphm_jax.toolkit.prediction_files import Records, Writer, face_record
+from sphm_jax.toolkit.predictor import RELIABLE_SCORE, Predictor
 from sphm_jax.training import xla_cpu
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -170,8 +171,8 @@ def _parse_args(argv):
     )
     parser.add_argument(
         "--detector",
-        choices=(*detection.DETECTORS, "none"),
-        help=f"face detector when --boxes is not given (default: {detection.DEFAULT_DETECTOR}; "
+        choices=(*detectors.DETECTORS, "none"),
+        help=f"face detector when --boxes is not given (default: {detectors.DEFAULT_DETECTOR}; "
         "none: the whole image is the face)",
     )
     parser.add_argument("--output", help=".json, .jsonl or .csv (default: JSON lines on stdout)")
@@ -223,18 +224,18 @@ def _add_video_args(clips) -> None:
     )
 
 
-def face_finder(args):
+def box_source(args):
     """The box source: a box table, 'pts', a detector with its calibration, or None (whole)."""
     if args.boxes is not None:
         return args.boxes if args.boxes == "pts" else read_boxes(args.boxes)
-    name = args.detector or detection.DEFAULT_DETECTOR
+    name = args.detector or detectors.DEFAULT_DETECTOR
     if name == "none":
         return None
     try:
-        find = detection.face_finder(name, args.checkpoint)
-    except detection.MissingDetector as err:
+        find = detectors.face_finder(name, args.checkpoint)
+    except detectors.MissingDetector as err:
         raise InputError(f"{err}; or pass --boxes, or --detector none for whole images") from None
-    if detection.read_calibration(args.checkpoint, name) is None:
+    if detectors.read_calibration(args.checkpoint, name) is None:
         print(
             f"warning: no {name} calibration in {args.checkpoint}: its boxes are used as they "
             f"are (python -m sphm_jax.detect calibrate --checkpoint WORKDIR --detector {name})",
@@ -273,7 +274,7 @@ def _setup(args) -> tuple:
         crop_scale=crop_scale,
         flip=args.flip,
     )
-    source = face_finder(args)
+    source = box_source(args)
     return images, clips, source, predictor, Records(args.output, predictor.num_landmarks)
 
 
@@ -305,7 +306,7 @@ def _predict_clip(args, clip: str, source, predictor: Predictor, writer: Writer)
     smooth = None
     if args.smooth:
         smooth = smoothing.OneEuroParams(min_cutoff=args.min_cutoff, beta=args.beta)
-    overlay = outputs.clip_overlay(args.overlays, clip, fps)
+    overlay = prediction_files.clip_overlay(args.overlays, clip, fps)
     tracked = video.track(
         frames,
         predictor,
@@ -314,7 +315,7 @@ def _predict_clip(args, clip: str, source, predictor: Predictor, writer: Writer)
         lost_score=args.lost_score,
         redetect_every=args.redetect_every,
         smooth=smooth,
-        recrop=detection.read_calibration(args.checkpoint, detection.TRACKING),
+        recrop=detectors.read_calibration(args.checkpoint, detectors.TRACKING),
     )
     predicted = 0
     for t, (frame, faces) in enumerate(tqdm.tqdm(tracked, unit="frame", disable=None)):
@@ -327,7 +328,7 @@ def _predict_clip(args, clip: str, source, predictor: Predictor, writer: Writer)
             writer.records.write(face_record(clip, None, None, error="no face detected", frame=t))
         predicted += len(faces)
         if overlay is not None:
-            outputs.draw_frame(overlay, t, frame, faces, args.min_score)
+            prediction_files.draw_frame(overlay, t, frame, faces, args.min_score)
     if isinstance(overlay, video.VideoWriter):
         overlay.close()
     return predicted

@@ -26,10 +26,11 @@ import sys
 import jax
 import numpy as np
 
-from sphm_jax import detection, geometry, metrics, video
-from sphm_jax.data import synthetic_faces
+from sphm_jax import geometry, metrics
+from sphm_jax.data import sample_photos, synthetic_faces
 from sphm_jax.data.boxes import InputError
-from sphm_jax.predictor import RELIABLE_SCORE, Predictor
+from sphm_jax.toolkit import detectors, video
+from sphm_jax.toolkit.predictor import RELIABLE_SCORE, Predictor
 from sphm_jax.training import xla_cpu
 
 # (kind, x and y shift in heatmap pixels, scale, degrees), each about the face box's centre.
@@ -150,7 +151,7 @@ def shipped_scores(predictor) -> dict:
     of a synthetic model's domain, and 100 non-faces), the points under RELIABLE_SCORE."""
     out = {}
     for kind in ("face", "nonface"):
-        images = [(im, f) for n, im, f in detection.shipped_photos() if f"_{kind}_" in n]
+        images = [(im, f) for n, im, f in sample_photos.shipped_photos() if f"_{kind}_" in n]
         box = np.float32([39.5, 39.5, 139.5, 139.5])  # where the patch lies in its canvas
         scores = np.concatenate([predictor(im, [box])[1][0] for im, _ in images])
         out[f"lfw_{kind}s"] = {
@@ -205,8 +206,8 @@ def measure(workdir: str, args) -> dict:
         "confidence": {**confidence(predictor, examples), **shipped_scores(predictor)},
     }
     one = Predictor.load(workdir, batch_size=1)  # the video path runs frame by frame
-    find = detection.face_finder(args.detector, workdir)
-    recrop = detection.read_calibration(workdir, detection.TRACKING)
+    find = detectors.face_finder(args.detector, workdir)
+    recrop = detectors.read_calibration(workdir, detectors.TRACKING)
     result["jitter"] = clip_jitter(one, find, range(args.clips), args.frames, 256, recrop)
     return result
 
@@ -245,7 +246,7 @@ def _parse_args(argv):
     parser.add_argument("--clips", type=int, default=3, help="rendered clips (seeds 0, 1, ...)")
     parser.add_argument("--frames", type=int, default=48, help="frames per clip")
     parser.add_argument(
-        "--detector", default=detection.DEFAULT_DETECTOR, choices=detection.DETECTORS
+        "--detector", default=detectors.DEFAULT_DETECTOR, choices=detectors.DETECTORS
     )
     parser.add_argument("--output_dir", help="stability.json and table.md go here")
     args = parser.parse_args(argv)

@@ -133,7 +133,7 @@ def test_torch_reference_loss_equals_the_jax_step_loss_on_the_same_weights_and_v
     torch = pytest.importorskip("torch")
     pytest.importorskip("kornia")
     pytest.importorskip("face_alignment")
-    from sphm_jax import torch_reference  # pylint: disable=g-import-not-at-top
+    from sphm_jax.benchmark import torch_reference  # pylint: disable=g-import-not-at-top
 
     config = tiny_config(siamese=siamese)
     config.model.num_stacks = 2 if siamese else 1  # two stacks: the inter-stack convs bl0, al0 too

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sphm_jax import evaluate, heatmaps, scoring
+from sphm_jax import evaluate, heatmaps
 from sphm_jax.data import input_pipeline, protocols
+from sphm_jax.toolkit import scoring
 from sphm_jax.training import mesh, train
 
 

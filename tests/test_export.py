@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from sphm_jax import artefacts, convert, export, geometry, inference
+from sphm_jax import convert, export, geometry, inference
 from sphm_jax.data import input_pipeline
+from sphm_jax.toolkit import artefacts
 from sphm_jax.training import checkpoints
 from sphm_jax.training.configs import tiny
 
@@ -114,7 +115,7 @@ def face_alignment_fan():
 def test_converted_face_alignment_fan_in_stablehlo(face_alignment_fan, crops, tmp_path):
     model, variables = face_alignment_fan
     settings = {"decoder": "local_softargmax", "window": 5, "temperature": 10.0}
-    fn = artefacts.landmark_fn(model, variables, **settings)
+    fn = artefacts.exportable_fn(model, variables, **settings)
     path = artefacts.write(fn, "stablehlo", 64, tmp_path)
     assert_parity(
         run_artefact("stablehlo", path, crops), expected(model, variables, crops, settings)
@@ -134,7 +135,7 @@ def test_any_decoder_is_selectable(trained, crops, tmp_path):
 @pytest.mark.xdist_group("uninterrupted")
 def test_tflite_float16_weights_keep_landmarks_close(trained, crops, tmp_path):
     _, model, variables, settings = trained
-    fn = artefacts.landmark_fn(model, variables)
+    fn = artefacts.exportable_fn(model, variables)
     path = artefacts.write(fn, "tflite", 64, tmp_path, batch=TFLITE_BATCH, float16=True)
     assert path.name == "landmarks_float16.tflite"
     got, want = run_artefact("tflite", path, crops), expected(model, variables, crops, settings)
@@ -161,7 +162,7 @@ def test_bad_input_is_named(trained, tmp_path, capsys, monkeypatch):
     assert export.main([*ckpt, "--format", "onnx"]) == 1
     assert "pip install 'sphm_jax[export]'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown decoder 'soft'"):
-        artefacts.landmark_fn(None, None, decoder="soft")
+        artefacts.exportable_fn(None, None, decoder="soft")
 
 
 @pytest.mark.xdist_group("uninterrupted")

@@ -15,8 +15,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sphm_jax import geometry, predict, scoring
+from sphm_jax import geometry, predict
 from sphm_jax.data import input_pipeline
+from sphm_jax.toolkit import scoring
 from sphm_jax.training import checkpoints, train
 from tests.helpers import ROOT
 
@@ -250,9 +251,10 @@ def test_a_folder_of_1000_images_completes_in_bounded_memory(tmp_path, tiny_chec
 
 def test_without_boxes_the_detector_finds_every_face_of_a_group_photo(tmp_path, tiny_checkpoint):
     pytest.importorskip("mtcnn")
-    from sphm_jax import detection  # pylint: disable=g-import-not-at-top
+    from sphm_jax.data import sample_photos  # pylint: disable=g-import-not-at-top
+    from sphm_jax.data.boxes import match  # pylint: disable=g-import-not-at-top
 
-    (_, astronaut, a_box), (_, grace, g_box) = detection.shipped_photos()[:2]
+    (_, astronaut, a_box), (_, grace, g_box) = sample_photos.shipped_photos()[:2]
     group = np.zeros((600, 1024, 3), np.uint8)
     group[:512, :512], group[:, 512:] = astronaut, grace
     folder = tmp_path / "in"
@@ -269,6 +271,6 @@ def test_without_boxes_the_detector_finds_every_face_of_a_group_photo(tmp_path, 
         ("wall.png", None),
     ]
     faces = np.concatenate([a_box, g_box + [512, 0, 512, 0]])
-    assert sorted(detection.match(np.array([r["box"] for r in records[:2]]), faces)) == [0, 1]
+    assert sorted(match(np.array([r["box"] for r in records[:2]]), faces)) == [0, 1]
     assert records[0]["unreliable"] == list(range(68))  # every score is below 2
     assert records[2]["error"] == "no face detected"

@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sphm_jax import artefacts
 from sphm_jax.benchmark.records import interleaved_medians, record
 from sphm_jax.models import FAN
+from sphm_jax.toolkit import artefacts
 from sphm_jax.training import paths
 
 
@@ -31,14 +31,14 @@ def export_artefacts(config, num_landmarks: int, repeats: int, batches=(1, 32)):
     """One record per (implementation, batch): faces/s, file size, max landmark difference.
 
     FAN(config.model) at config.image_size with random float32 weights (speed does not depend
-    on them); "jax" is the jitted artefacts.landmark_fn every artefact is compared with. The
+    on them); "jax" is the jitted artefacts.exportable_fn every artefact is compared with. The
     tflite files are fixed-batch, so one is written per batch; the runtimes run on the CPU.
     """
     arch = {k: config.model[k] for k in ("num_stacks", "width", "depth")}
     model = FAN(num_landmarks=num_landmarks, **arch)
     size = config.image_size
     variables = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False)
-    fn = artefacts.landmark_fn(model, variables)
+    fn = artefacts.exportable_fn(model, variables)
     jitted = jax.jit(fn)
     reference = {b: np.asarray(jitted(_faces(size, b))[0]) for b in batches}
     blocking = lambda x: jax.block_until_ready(jitted(x))  # noqa: E731

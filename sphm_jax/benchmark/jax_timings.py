@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sphm_jax import heatmaps, scoring
+from sphm_jax import heatmaps
 from sphm_jax.benchmark.records import (
     flops_fields,
     interleaved_medians,
@@ -23,6 +23,7 @@ from sphm_jax.benchmark.records import (
     synthetic_batch,
 )
 from sphm_jax.data import input_pipeline
+from sphm_jax.toolkit import scoring
 from sphm_jax.training import mesh, train, xla_cpu
 
 

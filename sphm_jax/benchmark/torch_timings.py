@@ -44,7 +44,7 @@ def torch_train(config, num_landmarks: int, flops_per_step, channels_last):
     """
     import torch  # pylint: disable=g-import-not-at-top
 
-    from sphm_jax import torch_reference  # pylint: disable=g-import-not-at-top
+    from sphm_jax.benchmark import torch_reference  # pylint: disable=g-import-not-at-top
 
     device = _torch_device()
     if channels_last is None:
@@ -105,7 +105,7 @@ def torch_eval(config, num_landmarks: int, channels_last):
     """
     import torch  # pylint: disable=g-import-not-at-top
 
-    from sphm_jax import torch_reference  # pylint: disable=g-import-not-at-top
+    from sphm_jax.benchmark import torch_reference  # pylint: disable=g-import-not-at-top
 
     device = _torch_device()
     if channels_last is None:

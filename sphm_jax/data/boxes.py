@@ -1,4 +1,4 @@
-"""Face boxes (x_min, y_min, x_max, y_max) in image pixels: box files, checks, tight boxes.
+"""Face boxes (x_min, y_min, x_max, y_max) in image pixels: box files, checks, overlaps, matching.
 
 A box file maps image names to boxes: JSON ({"image": box or [box, ...]} or
 [{"image": ..., "box": [...]}, ...]) or CSV (image,x_min,y_min,x_max,y_max).
@@ -117,3 +117,52 @@ def pts_box(image_path) -> np.ndarray:
     if not finite.any():
         raise InputError(f"{pts}: no finite point to take a box from")
     return metrics.tight_box(points, finite)
+
+
+def iou(a, b) -> np.ndarray:
+    """Intersection over union of boxes a[M, 4] and b[N, 4], float[M, N]."""
+    a, b = np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64)[None]
+    wh = np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])
+    return inter / (area(a) + area(b) - inter)
+
+
+def nms(boxes, scores, threshold: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy non-maximum suppression: the boxes that overlap no better-scored kept box."""
+    order, keep = np.argsort(-np.asarray(scores), kind="stable"), []
+    overlaps = iou(boxes, boxes)
+    for i in order:
+        if all(overlaps[i, j] <= threshold for j in keep):
+            keep.append(i)
+    return np.asarray(boxes)[keep], np.asarray(scores)[keep]
+
+
+def centres_sides(boxes) -> tuple[np.ndarray, np.ndarray]:
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    wh = boxes[:, 2:] - boxes[:, :2]
+    return 0.5 * (boxes[:, :2] + boxes[:, 2:]), np.sqrt(wh[:, 0] * wh[:, 1])
+
+
+def match(detections, faces) -> np.ndarray:
+    """For each face box [N, 4], the index of the detection [M, 4] that found it, or -1.
+
+    A detection finds a face when its centre lies inside the face's box and its side
+    (sqrt of the area) is within a factor 2 of the face's: IoU would punish the detectors'
+    own box conventions, which calibration removes later. Each detection finds one face,
+    the one nearest its centre.
+    """
+    found = np.full(len(faces), -1)
+    if len(detections) == 0 or len(faces) == 0:
+        return found
+    dc, ds = centres_sides(detections)
+    fc, fs = centres_sides(faces)
+    faces = np.asarray(faces, np.float64)
+    inside = np.all((dc[:, None] >= faces[None, :, :2]) & (dc[:, None] <= faces[None, :, 2:]), -1)
+    ratio = ds[:, None] / fs[None, :]
+    ok = inside & (ratio >= 0.5) & (ratio <= 2.0)
+    dist = np.where(ok, np.linalg.norm(dc[:, None] - fc[None], axis=-1), np.inf)
+    for d, f in sorted(zip(*np.nonzero(ok)), key=lambda df: dist[df]):
+        if found[f] < 0 and d not in found:
+            found[f] = d
+    return found

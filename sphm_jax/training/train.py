@@ -22,9 +22,10 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from sphm_jax import augment, inference, layouts, losses, scoring
+from sphm_jax import augment, inference, layouts, losses
 from sphm_jax.data import input_pipeline
 from sphm_jax.models import FAN
+from sphm_jax.toolkit import scoring
 from sphm_jax.training import (
     checkpoints,
     config_loader,

@@ -73,3 +73,27 @@ def test_bad_boxes_are_refused(box, message):
     with pytest.raises(boxes.InputError, match=message):
         boxes.check_box(box, 60, 80, "img.png: box 0")
     boxes.check_box([-20, -20, 5, 5], 60, 80, "partly outside is fine")
+
+
+def test_match_takes_the_nearest_detection_of_the_right_size_once():
+    faces = np.float32([[0, 0, 100, 100], [200, 0, 300, 100]])
+    dets = np.float32(
+        [
+            [10, 10, 110, 110],  # face 0, centre 10 px off
+            [0, 0, 100, 100],  # face 0 exactly: wins
+            [190, -10, 310, 110],  # face 1
+            [240, 40, 260, 60],  # centre inside face 1 but 5x too small
+            [400, 0, 500, 100],  # nothing there
+        ]
+    )
+    np.testing.assert_array_equal(boxes.match(dets, faces), [1, 2])
+    np.testing.assert_array_equal(boxes.match(dets[3:], faces), [-1, -1])
+    np.testing.assert_array_equal(boxes.match(np.zeros((0, 4)), faces), [-1, -1])
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    given = np.float32([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]])
+    kept, scores = boxes.nms(given, np.float32([0.5, 0.9, 0.1]))
+    np.testing.assert_array_equal(kept, given[[1, 2]])
+    np.testing.assert_allclose(scores, [0.9, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(boxes.iou(given[:1], given[1:2]), [[81 / 119]])

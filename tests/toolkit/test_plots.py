@@ -1,9 +1,9 @@
-"""Tests for sphm_jax.plots: figures are written, sized and drawn on."""
+"""Tests for sphm_jax.toolkit.plots: figures are written, sized and drawn on."""
 
 import numpy as np
 from PIL import Image
 
-from sphm_jax import plots
+from sphm_jax.toolkit import plots
 
 
 def _png(path):

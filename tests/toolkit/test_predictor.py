@@ -1,4 +1,4 @@
-"""Tests for sphm_jax.predictor: the flip test, batch sizes, settings from a workdir (the whole
+"""Tests for sphm_jax.toolkit.predictor: the flip test, batch sizes, settings from a workdir (the whole
 command, and agreement with the evaluation step, are in tests/test_predict.py)."""
 
 import json
@@ -6,7 +6,8 @@ import os
 
 import numpy as np
 
-from sphm_jax import geometry, layouts, predictor
+from sphm_jax import geometry, layouts
+from sphm_jax.toolkit import predictor
 from tests.helpers import mirror_points
 
 

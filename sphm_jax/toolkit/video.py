@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from etils import epath
 
-from sphm_jax import detection, metrics, smoothing
+from sphm_jax import metrics
 from sphm_jax.data import image_io
-from sphm_jax.data.boxes import InputError
+from sphm_jax.data.boxes import InputError, iou
+from sphm_jax.toolkit import detectors, smoothing
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 LOST_SCORE = 0.25  # mean heatmap peak below which a track is taken as lost (README: confidence)
@@ -110,7 +111,7 @@ def _trackable(boxes, shape) -> bool:
 def _associate(boxes, tracks: list[Track], next_id: int) -> tuple[list, int]:
     """Track ids for fresh boxes: a previous track whose landmark box overlaps it, else a new id."""
     previous = [metrics.tight_box(t.points) for t in tracks]
-    overlaps = detection.iou(boxes, np.reshape(previous, (-1, 4))) if previous else None
+    overlaps = iou(boxes, np.reshape(previous, (-1, 4))) if previous else None
     ids, taken = [], set()
     for i in range(len(boxes)):
         best = -1 if overlaps is None else int(np.argmax(overlaps[i]))
@@ -132,13 +133,13 @@ def track(
     lost_score: float = LOST_SCORE,
     redetect_every: int = 0,
     smooth: smoothing.OneEuroParams | None = None,
-    recrop: detection.Calibration | None = None,
+    recrop: detectors.Calibration | None = None,
 ) -> Iterator[tuple[np.ndarray, list[Face]]]:
     """(frame, its faces) for each frame, in frame order.
 
     predictor: (image, boxes) -> (points [F, K, 2], scores [F, K]), e.g. a Predictor.
     find_faces: image -> training boxes [F, 4] (a detector with its calibration).
-    recrop: the model's landmark box -> training box (detection.TRACKING), against drift.
+    recrop: the model's landmark box -> training box (detectors.TRACKING), against drift.
     """
     tracks: list[Track] = []
     next_id = 0

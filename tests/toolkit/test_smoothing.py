@@ -1,10 +1,11 @@
-"""Tests for sphm_jax.smoothing: the One-Euro filter against its definition and on the test clip."""
+"""Tests for sphm_jax.toolkit.smoothing: the One-Euro filter against its definition and on the test clip."""
 
 import numpy as np
 import pytest
 
-from sphm_jax import metrics, smoothing
+from sphm_jax import metrics
 from sphm_jax.data import synthetic_faces
+from sphm_jax.toolkit import smoothing
 
 
 def jitter(x):

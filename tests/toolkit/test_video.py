@@ -1,4 +1,4 @@
-"""Tests for sphm_jax.video and predict's video path: when the tracker detects, what it crops,
+"""Tests for sphm_jax.toolkit.video and predict's video path: when the tracker detects, what it crops,
 smoothing, and a rendered clip through `python -m sphm_jax.predict` as mp4 and as frames."""
 
 import json
@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from sphm_jax import metrics, predict, smoothing, video
+from sphm_jax import metrics, predict
 from sphm_jax.data import synthetic_faces
+from sphm_jax.toolkit import smoothing, video
 
 K = 68
 

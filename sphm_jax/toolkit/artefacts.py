@@ -32,7 +32,7 @@ OUTPUT_NAMES = ("landmarks", "scores")
 EXTRA = "pip install 'sphm_jax[export]' (or '.[export]' in a clone)"
 
 
-def landmark_fn(
+def exportable_fn(
     model,
     variables,
     *,

@@ -1,5 +1,5 @@
 """Faces found automatically: detectors that ship their weights, and their boxes calibrated to the
-training crop. python -m sphm_jax.detection compare | calibrate --checkpoint WORKDIR.
+training crop (python -m sphm_jax.detect compare | calibrate --checkpoint WORKDIR).
 
 A detector maps an RGB image to (boxes float32[F, 4] as (x_min, y_min, x_max, y_max) in the
 project's pixel-centre coordinates, scores float32[F]). Each one runs from a package on the
@@ -26,8 +26,7 @@ from collections.abc import Callable
 import numpy as np
 from etils import epath
 
-from sphm_jax.data import image_io
-from sphm_jax.data.boxes import InputError
+from sphm_jax.data.boxes import InputError, centres_sides, nms
 
 DETECTORS = ("mtcnn", "dlib", "lbp")
 DEFAULT_DETECTOR = "mtcnn"
@@ -109,88 +108,6 @@ def load_detector(name: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndar
     return run
 
 
-# --- real photographs shipped by packages (the detectors' and the confidence's checks) ------
-
-# Hand-drawn boxes (x_min, y_min, x_max, y_max) of the one face in each shipped photograph.
-PHOTO_FACES = {"astronaut": (176, 62, 266, 172), "grace_hopper": (178, 110, 352, 330)}
-
-
-def shipped_photos() -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, image, face boxes [F, 4]) of the photographs scikit-image and matplotlib ship."""
-    import matplotlib.cbook  # pylint: disable=g-import-not-at-top
-    import skimage.data  # pylint: disable=g-import-not-at-top
-
-    grace = image_io.read_image(
-        matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    )
-    photos = [("astronaut", skimage.data.astronaut()), ("grace_hopper", grace)]
-    out = [(n, im, np.float32([PHOTO_FACES[n]])) for n, im in photos]
-    lfw = skimage.data.lfw_subset()  # 100 faces, then 100 non-faces: 25 x 25 grey in [0, 1]
-    for i, patch in enumerate(lfw):
-        image = _lfw_canvas(patch)
-        faces = np.float32([[39.5, 39.5, 139.5, 139.5]]) if i < 100 else np.zeros((0, 4))
-        out.append((f"lfw_{'face' if i < 100 else 'nonface'}_{i % 100:03d}", image, faces))
-    return out
-
-
-def _lfw_canvas(patch) -> np.ndarray:
-    """A 25 x 25 LFW patch enlarged to 100 px, with 40 px of its edge around it (context)."""
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-
-    grey = Image.fromarray(np.uint8(np.round(np.asarray(patch) * 255)))
-    big = np.pad(np.asarray(grey.resize((100, 100), Image.BICUBIC)), 40, mode="edge")
-    return np.repeat(big[..., None], 3, -1)
-
-
-def iou(a, b) -> np.ndarray:
-    """Intersection over union of boxes a[M, 4] and b[N, 4], float[M, N]."""
-    a, b = np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64)[None]
-    wh = np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])
-    return inter / (area(a) + area(b) - inter)
-
-
-def nms(boxes, scores, threshold: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy non-maximum suppression: the boxes that overlap no better-scored kept box."""
-    order, keep = np.argsort(-np.asarray(scores), kind="stable"), []
-    overlaps = iou(boxes, boxes)
-    for i in order:
-        if all(overlaps[i, j] <= threshold for j in keep):
-            keep.append(i)
-    return np.asarray(boxes)[keep], np.asarray(scores)[keep]
-
-
-def _centres_sides(boxes) -> tuple[np.ndarray, np.ndarray]:
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    wh = boxes[:, 2:] - boxes[:, :2]
-    return 0.5 * (boxes[:, :2] + boxes[:, 2:]), np.sqrt(wh[:, 0] * wh[:, 1])
-
-
-def match(detections, faces) -> np.ndarray:
-    """For each face box [N, 4], the index of the detection [M, 4] that found it, or -1.
-
-    A detection finds a face when its centre lies inside the face's box and its side
-    (sqrt of the area) is within a factor 2 of the face's: IoU would punish the detectors'
-    own box conventions, which calibration removes later. Each detection finds one face,
-    the one nearest its centre.
-    """
-    found = np.full(len(faces), -1)
-    if len(detections) == 0 or len(faces) == 0:
-        return found
-    dc, ds = _centres_sides(detections)
-    fc, fs = _centres_sides(faces)
-    faces = np.asarray(faces, np.float64)
-    inside = np.all((dc[:, None] >= faces[None, :, :2]) & (dc[:, None] <= faces[None, :, 2:]), -1)
-    ratio = ds[:, None] / fs[None, :]
-    ok = inside & (ratio >= 0.5) & (ratio <= 2.0)
-    dist = np.where(ok, np.linalg.norm(dc[:, None] - fc[None], axis=-1), np.inf)
-    for d, f in sorted(zip(*np.nonzero(ok)), key=lambda df: dist[df]):
-        if found[f] < 0 and d not in found:
-            found[f] = d
-    return found
-
-
 @dataclasses.dataclass(frozen=True)
 class Calibration:
     """Detector box -> training box: centre + shift * side, a square of scale * side (side =
@@ -202,7 +119,7 @@ class Calibration:
     faces: int = 0  # how many matched faces it was fitted on (0: not fitted)
 
     def apply(self, boxes) -> np.ndarray:
-        centres, sides = _centres_sides(boxes)
+        centres, sides = centres_sides(boxes)
         centres = centres + np.asarray(self.shift) * sides[:, None]
         half = 0.5 * self.scale * sides[:, None]
         return np.concatenate([centres - half, centres + half], -1).astype(np.float32)
@@ -216,7 +133,7 @@ def fit_calibration(detector: str, detections, faces) -> Calibration:
     """
     if len(detections) == 0:
         raise InputError(f"{detector}: no matched face to calibrate on")
-    dc, ds = _centres_sides(detections)
+    dc, ds = centres_sides(detections)
     faces = np.asarray(faces, np.float64)
     fc, longer = 0.5 * (faces[:, :2] + faces[:, 2:]), np.max(faces[:, 2:] - faces[:, :2], -1)
     shift = np.median((fc - dc) / ds[:, None], axis=0)

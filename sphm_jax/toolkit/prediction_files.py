@@ -13,10 +13,10 @@ import sys
 
 import numpy as np
 
-from sphm_jax import plots, video
 from sphm_jax.data import image_io
 from sphm_jax.data.boxes import BOX_FIELDS, InputError
-from sphm_jax.predictor import RELIABLE_SCORE
+from sphm_jax.toolkit import plots, video
+from sphm_jax.toolkit.predictor import RELIABLE_SCORE
 from sphm_jax.training import paths
 
 
