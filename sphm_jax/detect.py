@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from sphm_jax import metrics
+from sphm_jax import geometry, metrics
 from sphm_jax.data import sample_photos
 from sphm_jax.data.boxes import InputError, match
 from sphm_jax.toolkit import detectors
@@ -42,7 +42,7 @@ def rendered_scene(seed: int, faces: int = 2, size: int = 256, fraction: float =
         )
         tiles.append(face.image)
         points.append(face.landmarks + [f * size, 0])
-        boxes.append(metrics.tight_box(points[-1]))
+        boxes.append(geometry.tight_box(points[-1]))
     return np.concatenate(tiles, axis=1), np.stack(boxes), np.stack(points)
 
 
@@ -201,7 +201,7 @@ def calibrate(workdir: str, detector_name: str, *, fit_faces: int, test_faces: i
 def tight_predicted(predictor, example) -> np.ndarray:
     """The tight box of the landmarks predicted from the training box: what a tracker crops."""
     points, _ = predictor(example["image"], [example["bbox"]])
-    return np.asarray(metrics.tight_box(points[0]))
+    return np.asarray(geometry.tight_box(points[0]))
 
 
 def tracking_calibration(predictor, examples) -> detectors.Calibration:

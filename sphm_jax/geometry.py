@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sphm_jax._validate import check_hw
 
@@ -69,6 +70,20 @@ def crop(center, size, out_size) -> jax.Array:
     # The square's centre goes to the output's centre, (out_size - 1) / 2 in pixel-centre coordinates.
     mid = (out_size - 1) / 2.0
     return _affine(s, 0.0, mid - s * c[..., 0], 0.0, s, mid - s * c[..., 1])
+
+
+def tight_box(points, visible=None):
+    """(x_min, y_min, x_max, y_max) of the visible points, float32[..., 4].
+
+    numpy in, numpy out (the dataset builders and the synthetic faces, which run in forked
+    workers where JAX must not); otherwise jax.
+    """
+    xp = np if isinstance(points, np.ndarray) and not isinstance(visible, jax.Array) else jnp
+    points = xp.asarray(points, xp.float32)
+    vis = xp.ones(points.shape[:-1], bool) if visible is None else xp.asarray(visible) > 0
+    lo = xp.min(xp.where(vis[..., None], points, xp.inf), axis=-2)
+    hi = xp.max(xp.where(vis[..., None], points, -xp.inf), axis=-2)
+    return xp.concatenate([lo, hi], axis=-1)
 
 
 def box_crop(box, out_size, crop_scale=CROP_SCALE) -> jax.Array:

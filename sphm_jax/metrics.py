@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sphm_jax import layouts
+from sphm_jax import geometry, layouts
 from sphm_jax._validate import is_concrete
 
 NORMS = ("inter_ocular", "box", "diagonal")
@@ -41,20 +41,6 @@ def _check_landmarks(pred, gt, visible):
     return pred, gt, visible
 
 
-def tight_box(points, visible=None):
-    """(x_min, y_min, x_max, y_max) of the visible points, float32[..., 4].
-
-    numpy in, numpy out (the dataset builders and the synthetic faces, which run in forked
-    workers where JAX must not); otherwise jax.
-    """
-    xp = np if isinstance(points, np.ndarray) and not isinstance(visible, jax.Array) else jnp
-    points = xp.asarray(points, xp.float32)
-    vis = xp.ones(points.shape[:-1], bool) if visible is None else xp.asarray(visible) > 0
-    lo = xp.min(xp.where(vis[..., None], points, xp.inf), axis=-2)
-    hi = xp.max(xp.where(vis[..., None], points, -xp.inf), axis=-2)
-    return xp.concatenate([lo, hi], axis=-1)
-
-
 def normalizer(gt, norm, visible=None, boxes=None, eye_indices=None) -> jax.Array:
     """Per-image reference distance d_type of appendix B, float[N]."""
     if norm == "inter_ocular":
@@ -65,7 +51,7 @@ def normalizer(gt, norm, visible=None, boxes=None, eye_indices=None) -> jax.Arra
     if norm not in ("box", "diagonal"):
         raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
     if boxes is None:
-        boxes = tight_box(gt, visible)
+        boxes = geometry.tight_box(gt, visible)
     boxes = jnp.asarray(boxes, jnp.float32)
     if boxes.shape != (gt.shape[0], 4):
         raise ValueError(

@@ -43,7 +43,7 @@ FLAGS = flags.FLAGS
 
 def crop_matrices(landmarks, image_size, face_size) -> jax.Array:
     """Crops a square around each face's tight landmark box, the face `face_size` px wide."""
-    return geometry.box_crop(metrics.tight_box(landmarks), image_size, image_size / face_size)
+    return geometry.box_crop(geometry.tight_box(landmarks), image_size, image_size / face_size)
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "quantize", "method", "window", "stride"))

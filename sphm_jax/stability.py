@@ -171,7 +171,7 @@ def clip_jitter(predictor, find_faces, seeds, frames: int, size: int, recrop=Non
         clip, gt = synthetic_faces.render_clip(seed, frames, size)
         follow = video.track(clip, predictor, find_faces, recrop=recrop)
         tracked = [f[0].points if len(f) == 1 else None for _, f in follow]
-        true = [predictor(frame, [metrics.tight_box(g)])[0][0] for frame, g in zip(clip, gt)]
+        true = [predictor(frame, [geometry.tight_box(g)])[0][0] for frame, g in zip(clip, gt)]
         have = [p is not None for p in tracked]
         found += sum(have)
         for name, points, runs in (

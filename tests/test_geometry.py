@@ -192,3 +192,14 @@ def test_integer_translation_shifts_any_shape_exactly(batch, h, w, c, tx, ty):
         ..., max(0, ty) : max(0, ty) + src.shape[-3], max(0, tx) : max(0, tx) + src.shape[-2], :
     ] = src
     np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_tight_box_uses_visible_points_only():
+    pts = np.array([[[1.0, 2.0], [5.0, 9.0], [100.0, -50.0]]])
+    np.testing.assert_allclose(
+        geometry.tight_box(pts, np.array([[1, 1, 0]])), [[1.0, 2.0, 5.0, 9.0]]
+    )
+
+
+# ---------------------------------------------------------------------------
+# Stability: nmj on a track, spread over views.

@@ -117,17 +117,6 @@ def test_curve_metrics_reject_bad_input():
         metrics.auc(np.array([0.1, np.nan]), 0.1)
 
 
-def test_tight_box_uses_visible_points_only():
-    pts = np.array([[[1.0, 2.0], [5.0, 9.0], [100.0, -50.0]]])
-    np.testing.assert_allclose(
-        metrics.tight_box(pts, np.array([[1, 1, 0]])), [[1.0, 2.0, 5.0, 9.0]]
-    )
-
-
-# ---------------------------------------------------------------------------
-# Stability: nmj on a track, spread over views.
-
-
 def track(t=6, k=68, seed=0):
     """gt float[T, K, 2] of one moving face: random points, then a random walk of the whole."""
     rng = np.random.default_rng(seed)

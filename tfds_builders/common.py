@@ -35,7 +35,7 @@ import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
 
-from sphm_jax import metrics
+from sphm_jax import geometry
 from sphm_jax.data import image_io
 from sphm_jax.data.landmark_io import AnnotationError
 
@@ -216,7 +216,7 @@ def tight_box(landmarks: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """(x_min, y_min, x_max, y_max) of the visible landmarks."""
     if not np.any(np.asarray(visible) > 0):
         raise DataError("no visible landmark to take a box from")
-    return metrics.tight_box(np.asarray(landmarks), np.asarray(visible))
+    return geometry.tight_box(np.asarray(landmarks), np.asarray(visible))
 
 
 def make_example(image, landmarks, image_id: str, visible=None, bbox=None, **metadata) -> dict:

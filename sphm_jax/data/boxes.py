@@ -14,7 +14,7 @@ import json
 import numpy as np
 from etils import epath
 
-from sphm_jax import metrics
+from sphm_jax import geometry
 from sphm_jax.data import landmark_io
 
 BOX_FIELDS = ("x_min", "y_min", "x_max", "y_max")
@@ -116,7 +116,7 @@ def pts_box(image_path) -> np.ndarray:
     finite = np.all(np.isfinite(points), axis=-1)
     if not finite.any():
         raise InputError(f"{pts}: no finite point to take a box from")
-    return metrics.tight_box(points, finite)
+    return geometry.tight_box(points, finite)
 
 
 def iou(a, b) -> np.ndarray:

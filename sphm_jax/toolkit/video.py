@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from etils import epath
 
-from sphm_jax import metrics
+from sphm_jax import geometry
 from sphm_jax.data import image_io
 from sphm_jax.data.boxes import InputError, iou
 from sphm_jax.toolkit import detectors, smoothing
@@ -110,7 +110,7 @@ def _trackable(boxes, shape) -> bool:
 
 def _associate(boxes, tracks: list[Track], next_id: int) -> tuple[list, int]:
     """Track ids for fresh boxes: a previous track whose landmark box overlaps it, else a new id."""
-    previous = [metrics.tight_box(t.points) for t in tracks]
+    previous = [geometry.tight_box(t.points) for t in tracks]
     overlaps = iou(boxes, np.reshape(previous, (-1, 4))) if previous else None
     ids, taken = [], set()
     for i in range(len(boxes)):
@@ -147,7 +147,7 @@ def track(
         redetect = not tracks or (redetect_every > 0 and t % redetect_every == 0)
         points = scores = None
         if not redetect:
-            boxes = np.stack([metrics.tight_box(tr.points) for tr in tracks])
+            boxes = np.stack([geometry.tight_box(tr.points) for tr in tracks])
             boxes = boxes if recrop is None else recrop.apply(boxes)
             redetect = not _trackable(boxes, frame.shape)
         if not redetect:

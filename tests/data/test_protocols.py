@@ -6,7 +6,7 @@ import importlib
 import numpy as np
 import pytest
 
-from sphm_jax import evaluate, metrics
+from sphm_jax import evaluate, geometry, metrics
 from sphm_jax.data import protocols, synthetic_faces
 
 
@@ -30,7 +30,7 @@ def test_evaluate_scores_with_the_datasets_norms_and_thresholds(dataset):
     protocol = protocols.get(dataset)
     headline = protocol.norms[0]
     gt, _ = synthetic_faces.sample_landmarks(0, len(ERRORS))
-    boxes = np.asarray(metrics.tight_box(gt))
+    boxes = np.asarray(geometry.tight_box(gt))
     scale = metrics.normalizer(gt, headline, boxes=None if headline == "inter_ocular" else boxes)
     # Every point shifted by the face's error times its headline normaliser.
     pred = gt + (ERRORS * np.asarray(scale))[:, None, None] * np.array([1.0, 0.0], np.float32)

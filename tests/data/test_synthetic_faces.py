@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion
 
-from sphm_jax import layouts, metrics
+from sphm_jax import geometry, layouts
 from sphm_jax.data import synthetic_faces
 
 
@@ -32,7 +32,7 @@ def test_sampled_faces_are_deterministic_inside_their_images_and_varied():
     np.testing.assert_array_equal(a, b)
     assert a.shape == (50, 68, 2) and a.dtype == np.float32
     assert np.all(a >= 0) and np.all(a <= (sizes[:, None, :] - 1))
-    box = np.asarray(metrics.tight_box(a))
+    box = np.asarray(geometry.tight_box(a))
     widths = box[:, 2] - box[:, 0]
     assert widths.std() / widths.mean() > 0.1
     assert not np.allclose(a, synthetic_faces.sample_landmarks(8, 50)[0])

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from sphm_jax import metrics, predict
+from sphm_jax import geometry, predict
 from sphm_jax.data import synthetic_faces
 from sphm_jax.toolkit import smoothing, video
 
@@ -53,7 +53,7 @@ def test_detects_once_then_crops_from_the_previous_landmarks():
     assert [f.detected for _, faces in out for f in faces] == [True, False, False, False]
     for t in range(1, 4):  # each crop is the tight box of the previous frame's landmarks
         previous = out[t - 1][1][0].points
-        np.testing.assert_allclose(model.boxes[t][0], metrics.tight_box(previous), rtol=1e-6)
+        np.testing.assert_allclose(model.boxes[t][0], geometry.tight_box(previous), rtol=1e-6)
     assert [faces[0].track for _, faces in out] == [0, 0, 0, 0]
     assert [int(frame[0, 0, 0]) for frame, _ in out] == [0, 1, 2, 3]
 
@@ -84,7 +84,7 @@ def test_smoothing_filters_the_output_not_the_tracking():
     expected = smoothing.smooth(np.stack([f.points for f in raw]), 25.0, min_cutoff=1.0, beta=0.0)
     np.testing.assert_allclose(np.stack([f.points for f in smooth]), expected, rtol=1e-5)
     # The crops still follow the raw landmarks: smoothing does not add lag to tracking.
-    np.testing.assert_allclose(model.boxes[3][0], metrics.tight_box(raw[2].points), rtol=1e-6)
+    np.testing.assert_allclose(model.boxes[3][0], geometry.tight_box(raw[2].points), rtol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sphm_jax import metrics
+from sphm_jax import geometry
 from sphm_jax.data.synthetic_faces.face import (
     BROWS,
     EYES,
@@ -188,7 +188,7 @@ def render(p: FaceParams) -> Face:
         )
         inside = (i >= 0) & (i < h) & (j >= 0) & (j < w)
         occluded[inside] |= cover.alpha[i[inside], j[inside]] > 0.5
-    bbox = metrics.tight_box(landmarks)
+    bbox = geometry.tight_box(landmarks)
     # Skin pores, film grain and the face's shading, all as one per-pixel gain.
     gain = (1 + p.texture * grain(rng, size)[..., 0]) * face_shading(p, face)
     image = finish(p, canvas, gain)
