@@ -25,6 +25,13 @@ class AugmentConfig:
     flip: bool = True
     colour: tuple[float, float] = (0.6, 1.4)
 
+    @classmethod
+    def from_config(cls, a) -> AugmentConfig:
+        """From a config's `augment` fields (hashable: tuples, not lists)."""
+        return cls(
+            float(a.rotation), tuple(a.scale), float(a.translation), bool(a.flip), tuple(a.colour)
+        )
+
 
 def random_transform(key, size: int, cfg: AugmentConfig):
     """One random view of a size x size crop: (affine float[2, 3], flipped bool).

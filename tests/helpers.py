@@ -1,11 +1,16 @@
-"""Helpers shared by the tests (fixtures live in conftest.py): paths, configs, subprocesses."""
+"""Helpers shared by the tests (fixtures live in conftest.py): paths, configs, subprocesses, and
+what a training workdir logged."""
 
+import json
 import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
+import tensorflow as tf
 
+from sphm_jax.training import checkpoints
 from sphm_jax.training.configs import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,3 +64,31 @@ def cli_args(data_dir, workdir, overrides=RELIABILITY_OVERRIDES):
         *flags,
         f"--workdir={workdir}",
     ]
+
+
+def logged_losses(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [r["loss"] for r in map(json.loads, f) if "loss" in r]
+
+
+def logged_steps(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [r["step"] for r in map(json.loads, f) if "loss" in r]
+
+
+def tensorboard_steps(workdir, tag="loss"):
+    """Steps of every `tag` scalar in the TensorBoard event files of workdir, sorted."""
+    files = tf.io.gfile.glob(os.path.join(workdir, "events.out.tfevents.*"))
+    events = (e for f in files for e in tf.compat.v1.train.summary_iterator(f))
+    return sorted(e.step for e in events for v in e.summary.value if v.tag == tag)
+
+
+def assert_same_run(resumed, uninterrupted):
+    """Same losses, logged once per step (metrics.jsonl and TensorBoard), same final variables."""
+    steps = list(range(1, RELIABILITY_OVERRIDES["num_train_steps"] + 1))
+    assert logged_steps(resumed) == steps
+    assert tensorboard_steps(resumed) == steps
+    np.testing.assert_array_equal(logged_losses(resumed), logged_losses(uninterrupted))
+    a = checkpoints.restore(os.path.join(resumed, "checkpoints"))[1]
+    b = checkpoints.restore(os.path.join(uninterrupted, "checkpoints"))[1]
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)

@@ -1,5 +1,6 @@
-"""The rules of docs/architecture.md: commands never import each other, the library never imports a
-command, commands use train's public names only; every module and function short enough to read."""
+"""The rules of docs/architecture.md: the package's top level, the code map naming every module
+where it lives, commands never importing each other, the library never importing a command,
+nothing importing JAX's private modules; every module and function short enough to read."""
 
 import ast
 import pathlib
@@ -11,7 +12,8 @@ from tests import helpers
 
 ROOT = pathlib.Path(helpers.ROOT)
 PACKAGE = ROOT / "sphm_jax"
-# Top-level names of sphm_jax that are commands (a package's submodules count as the command).
+CODE_MAP = ROOT / "docs" / "architecture.md"
+# The commands, `python -m sphm_jax.<name>`: a module, or a package whose modules are its own.
 COMMANDS = {
     "main",
     "evaluate",
@@ -21,18 +23,21 @@ COMMANDS = {
     "roundtrip",
     "convert",
     "export",
+    "synthetic",
     "detect",
     "stability",
-    "synthetic",
 }
+# The paper's pure pieces at the top, then the library's subpackages by role.
+PAPER = {"heatmaps", "geometry", "augment", "losses", "metrics", "layouts", "inference", "models"}
+LIBRARY = PAPER | {"_validate", "data", "training", "toolkit"}
 
 
 def _modules():
+    """(dotted name under sphm_jax, path) of every module, the configs link left out."""
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
-        if parts[0] == "configs":  # the symlink to configs/
-            continue
-        yield ".".join(parts), path
+        if "configs" not in parts:
+            yield ".".join(parts), path
 
 
 def _imported(path) -> set[str]:
@@ -47,19 +52,36 @@ def _imported(path) -> set[str]:
     return names
 
 
-def _command(module: str) -> str | None:
-    top = module.split(".")[0]
-    return top if top in COMMANDS else None
+def test_the_top_level_is_the_paper_the_library_by_role_and_the_commands():
+    entries = {p.stem for p in PACKAGE.iterdir() if p.name != "__pycache__"} - {"__init__"}
+    assert entries == LIBRARY | COMMANDS
+    assert len(entries) + 1 <= 24  # with __init__.py
+    for command in COMMANDS:
+        path = PACKAGE / f"{command}.py"
+        main = path if path.exists() else PACKAGE / command / "__main__.py"
+        assert 'if __name__ == "__main__":' in main.read_text(), command
 
 
 @pytest.mark.parametrize("module, path", list(_modules()), ids=lambda v: str(v))
 def test_imports_follow_the_layers(module, path):
-    command = _command(module)
+    top = module.split(".")[0]
+    command = top if top in COMMANDS else None
     others = _imported(path) & COMMANDS - {command}
-    assert not others, f"{module} imports the command(s) {sorted(others)}"
     if command:
+        assert not others, f"the command {module} imports the command(s) {sorted(others)}"
         private = re.findall(r"\btrain\._\w+", path.read_text())
         assert not private, f"{module} uses train's private {sorted(set(private))}"
+    else:
+        assert not others, f"the library module {module} imports the command(s) {sorted(others)}"
+
+
+def test_the_code_map_names_every_module_where_it_lives():
+    named = set(re.findall(r"`((?:[\w.]+/)*\w+\.py)`", CODE_MAP.read_text()))
+    modules = {str(path.relative_to(PACKAGE)) for _, path in _modules()}
+    missing = sorted(m for m in modules - named if not m.endswith("__init__.py"))
+    assert not missing, f"docs/architecture.md does not name {missing}"
+    stale = sorted(n for n in named if not (PACKAGE / n).exists() and not (ROOT / n).exists())
+    assert not stale, f"docs/architecture.md names files that do not exist: {stale}"
 
 
 def _sources():
@@ -84,12 +106,6 @@ def test_modules_and_functions_are_short():
     assert not long, "over 400 lines a module or 60 a function:\n" + "\n".join(long)
 
 
-def test_the_layer_test_sees_an_import_of_a_command(tmp_path):
-    bad = tmp_path / "bad.py"
-    bad.write_text("from sphm_jax import evaluate, geometry\nfrom sphm_jax.predict import x\n")
-    assert _imported(bad) == {"evaluate", "geometry", "predict"}
-
-
 def test_nothing_imports_jax_private_modules():
     private = []
     for path in _sources():
@@ -99,3 +115,9 @@ def test_nothing_imports_jax_private_modules():
                 names = [node.module]
             private += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("jax._src")]
     assert not private, "\n".join(private)
+
+
+def test_the_layer_test_sees_an_import_of_a_command(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from sphm_jax import evaluate, geometry\nfrom sphm_jax.predict import x\n")
+    assert _imported(bad) == {"evaluate", "geometry", "predict"}

@@ -60,7 +60,6 @@ class StepConfig:
 
     @classmethod
     def from_config(cls, config, num_landmarks: int) -> StepConfig:
-        a = config.augment
         return cls(
             image_size=config.image_size,
             heatmap_size=config.heatmap_size,
@@ -70,13 +69,7 @@ class StepConfig:
             decoder=config.decoder,
             window=int(config.window),
             temperature=float(config.temperature),
-            augment=augment.AugmentConfig(
-                rotation=float(a.rotation),
-                scale=tuple(a.scale),
-                translation=float(a.translation),
-                flip=bool(a.flip),
-                colour=tuple(a.colour),
-            ),
+            augment=augment.AugmentConfig.from_config(config.augment),
             flip_permutation=layouts.get_layout(num_landmarks).flip_permutation,
         )
 

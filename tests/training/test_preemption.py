@@ -1,7 +1,7 @@
 """Tests for sphm_jax.training.preemption: a SIGTERM at any moment ends the run soon, saving what is due.
 
 The other side of the promise (the rerun ends as an uninterrupted run would) is checked here
-for the in-process moments and in tests/test_train.py for a real SIGTERM to `main`, one and
+for the in-process moments and in tests/training/test_train.py for a real SIGTERM to `main`, one and
 two processes.
 """
 
@@ -18,8 +18,12 @@ import pytest
 
 from sphm_jax.data import input_pipeline
 from sphm_jax.training import checkpoints, preemption, train
-from tests.helpers import RELIABILITY_OVERRIDES, ROOT, tiny_config
-from tests.test_train import assert_same_run
+from tests.helpers import (
+    RELIABILITY_OVERRIDES,
+    ROOT,
+    assert_same_run,
+    tiny_config,
+)
 
 # The main job's model, batch, logging and checkpoint intervals (configs/synthetic.py).
 MAIN_JOB = ["-m", "sphm_jax.main", "--config", "configs/synthetic.py"]

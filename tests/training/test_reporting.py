@@ -1,4 +1,4 @@
-"""Tests for sphm_jax.training.reporting (the guard and logs of whole runs are in tests/test_train.py)."""
+"""Tests for sphm_jax.training.reporting (the guard and logs of whole runs are in tests/training/test_train.py)."""
 
 import numpy as np
 

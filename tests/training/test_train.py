@@ -13,7 +13,6 @@ import jax
 import numpy as np
 import optax
 import pytest
-import tensorflow as tf
 
 from sphm_jax.data import input_pipeline
 from sphm_jax.models import FAN, abstract_variables
@@ -22,7 +21,10 @@ from tests.helpers import (
     RELIABILITY_OVERRIDES,
     ROOT,
     TEST_XLA_FLAGS,
+    assert_same_run,
     cli_args,
+    logged_losses,
+    logged_steps,
     run_python,
     tiny_config,
 )
@@ -31,11 +33,6 @@ from tests.helpers import (
 @pytest.fixture(scope="module")
 def data_dir(tiny_data_dir):
     return tiny_data_dir  # synthetic_faces/tiny, built once per session (tests/conftest.py)
-
-
-def losses(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [r["loss"] for r in map(json.loads, f) if "loss" in r]
 
 
 def test_real_steps_on_synthetic_faces_give_a_finite_falling_loss(data_dir):
@@ -63,7 +60,7 @@ def test_train_and_evaluate_writes_checkpoints_metrics_and_eval_results(data_dir
     assert results["test"]["num_examples"] > 0
     saved = json.loads((tmp_path / "eval_results.json").read_text())
     assert saved["step"] == 6 and saved["results"]["test"]["nme"] == results["test"]["nme"]
-    assert len(losses(tmp_path)) == 6
+    assert len(logged_losses(tmp_path)) == 6
     assert checkpoints.latest_step(tmp_path / "checkpoints") == 6
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))
     model, variables = checkpoints.load_model(tmp_path / "checkpoints")
@@ -74,9 +71,11 @@ def test_resume_continues_loss_for_loss(data_dir, tmp_path):
     config = tiny_config(data_dir)
     train.train_and_evaluate(config, str(tmp_path / "straight"))
     assert train.train_and_evaluate(config, str(tmp_path / "resumed"), stop_at_step=3) == {}
-    assert len(losses(tmp_path / "resumed")) == 3
+    assert len(logged_losses(tmp_path / "resumed")) == 3
     train.train_and_evaluate(config, str(tmp_path / "resumed"))
-    np.testing.assert_array_equal(losses(tmp_path / "resumed"), losses(tmp_path / "straight"))
+    np.testing.assert_array_equal(
+        logged_losses(tmp_path / "resumed"), logged_losses(tmp_path / "straight")
+    )
     _, a = checkpoints.restore(tmp_path / "straight" / "checkpoints")
     _, b = checkpoints.restore(tmp_path / "resumed" / "checkpoints")
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
@@ -170,7 +169,7 @@ def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(
     for p, err in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
         assert f"resumed from step {stopped}" in err
-    np.testing.assert_allclose(losses(multi), losses(uninterrupted), rtol=1e-5)
+    np.testing.assert_allclose(logged_losses(multi), logged_losses(uninterrupted), rtol=1e-5)
     assert param_rel_diff(multi, uninterrupted) < 1e-5
     multi_res = json.loads((multi / "eval_results.json").read_text())["results"]
     single_res = json.loads((uninterrupted / "eval_results.json").read_text())["results"]
@@ -179,29 +178,6 @@ def test_two_processes_with_two_devices_each_equal_one_process_with_one_device(
 
 
 # --- reliability: preemption, killed checkpoint writes, non-finite steps, other model sizes ---
-
-
-def logged_steps(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [r["step"] for r in map(json.loads, f) if "loss" in r]
-
-
-def tensorboard_steps(workdir, tag="loss"):
-    """Steps of every `tag` scalar in the TensorBoard event files of workdir, sorted."""
-    files = tf.io.gfile.glob(os.path.join(workdir, "events.out.tfevents.*"))
-    events = (e for f in files for e in tf.compat.v1.train.summary_iterator(f))
-    return sorted(e.step for e in events for v in e.summary.value if v.tag == tag)
-
-
-def assert_same_run(resumed, uninterrupted):
-    """Same losses, logged once per step (metrics.jsonl and TensorBoard), same final variables."""
-    steps = list(range(1, RELIABILITY_OVERRIDES["num_train_steps"] + 1))
-    assert logged_steps(resumed) == steps
-    assert tensorboard_steps(resumed) == steps
-    np.testing.assert_array_equal(losses(resumed), losses(uninterrupted))
-    a = checkpoints.restore(os.path.join(resumed, "checkpoints"))[1]
-    b = checkpoints.restore(os.path.join(uninterrupted, "checkpoints"))[1]
-    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
 # Runs main, SIGKILLed inside orbax while it writes the second checkpoint (step 8): after the

@@ -27,7 +27,7 @@ changed = sorted(k for k in {{*environ, *os.environ}} if environ.get(k) != os.en
 changed += sorted(k for k in config if jax.config.values.get(k) != config[k])
 {setup}
 from sphm_jax.training import xla_cpu
-from tests.test_xla_cpu import fan_grad_hlo
+from tests.training.test_xla_cpu import fan_grad_hlo
 text = fan_grad_hlo()
 print(json.dumps({{"imported": len(names), "changed": changed,
                   "kinds": xla_cpu.ynn_fusion_kinds(text),
@@ -36,7 +36,7 @@ print(json.dumps({{"imported": len(names), "changed": changed,
 """
 
 
-def probe(env_extra, setup="from sphm_jax import xla_cpu; xla_cpu.apply()"):
+def probe(env_extra, setup="from sphm_jax.training import xla_cpu; xla_cpu.apply()"):
     # The suite's -O0 (LLVM only: the same fusions, compiled faster) and nothing else.
     env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS}
     env.update(env_extra, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
