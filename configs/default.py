@@ -38,7 +38,7 @@ def get_config():
     # Heatmaps (§3.2, §3.3): 256 px input, 64 px maps.
     config.image_size = 256
     config.heatmap_size = 64
-    config.sigma = 2.0  # the roundtrip table of the README
+    config.sigma = 2.0  # the roundtrip table of docs/experiments.md
     config.quantize = ml_collections.FieldReference(None, field_type=str)  # None, "round", "floor"
     config.decoder = "local_softargmax"
     config.window = 5

@@ -4,7 +4,7 @@ minutes on a 2-core CPU, to about 5 % NME (inter-ocular).
 The paper's method and augmentation as in default.py (continuous targets, local soft-argmax,
 Siamese training), sized for the CPU: a 1-stack FAN of width 64 at 64 px with 16 px heatmaps, and
 a schedule made for a short run (warm-up, then cosine decay). At 128 px the same minutes buy a
-quarter of the steps and end far higher (README, "The main job"). On an accelerator use
+quarter of the steps and end far higher (docs/training.md). On an accelerator use
 configs/default.py's sizes.
 """
 

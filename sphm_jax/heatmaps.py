@@ -17,7 +17,7 @@ import numpy as np
 from sphm_jax._validate import check_hw, is_concrete
 
 QUANTIZE = (None, "round", "floor")
-# The sigma with the lowest roundtrip NME at window 5, tau 10 (the README's Fig. 3 table).
+# The sigma with the lowest roundtrip NME at window 5, tau 10 (docs/experiments.md, Fig. 3).
 DEFAULT_SIGMA = 2.0
 METHODS = ("local_softargmax", "argmax", "argmax_quarter", "global_softargmax", "dark")
 

@@ -49,7 +49,7 @@ def expected(model, variables, images, settings):
 
 
 def run_artefact(fmt, path, images):
-    """The artefact run by its own runtime, as a user without sphm_jax would (README)."""
+    """The artefact run by its own runtime, as a user without sphm_jax would (docs/export.md)."""
     if fmt == "stablehlo":
         exported = jax.export.deserialize(bytearray(path.read_bytes()))
         return [np.asarray(a) for a in exported.call(images)]

@@ -94,7 +94,7 @@ def _csv_boxes(text: str, name: str) -> dict[str, list[list[float]]]:
 
 
 def read_boxes(path) -> dict[str, list[list[float]]]:
-    """image name -> its face boxes, from a .json or .csv box file (formats in the README)."""
+    """image name -> its face boxes, from a .json or .csv box file (formats in docs/predict.md)."""
     path = epath.Path(path)
     try:
         text = path.read_text()

@@ -6,9 +6,9 @@ resize to `image_size`. Augmentation and heatmaps happen later on the device.
 Crop rule, the same for every dataset: the square is centred on the box
 centre, its side is `crop_scale` times the longer box side. With the tight
 landmark box (300W ground-truth boxes, COFW-68, Menpo, synthetic_faces) the
-default 256 / 220 makes the face about 220 px of a 256 crop, as in §5.1;
-datasets whose boxes are looser (WFLW's rectangles, COFW's and AFLW's
-detector-like boxes) are given their own scale by their configs.
+default 256 / 220 makes the face about 220 px of a 256 crop, as in §5.1.
+Only configs/default.py sets `crop_scale`: every shipped config keeps it, the
+looser boxes of WFLW, COFW and AFLW included; a config may set its own.
 
 Batches are numpy dicts of the process's share of the global batch:
   image uint8 [b, S, S, 3], landmarks float32 [b, K, 2] in crop pixels,
@@ -186,7 +186,7 @@ def crop_arrays(builder, split: str, *, image_size: int, crop_scale: float = geo
 
     The crops are deterministic (augmentation happens on the device), so training
     makes them once and reads them from memory every epoch: N x S x S x 3 bytes
-    (246 MB for synthetic_faces at 128 px, 1.5 GB for WFLW at 256 px).
+    (59 MiB for synthetic_faces at 64 px, 1.5 GB for WFLW at 256 px).
     """
     ds = _read(builder, split).map(
         lambda ex: preprocess(_decode(ex, builder), image_size, crop_scale),

@@ -22,7 +22,7 @@ from sphm_jax.data import input_pipeline
 from sphm_jax.data.boxes import InputError, check_box, whole_image_box
 from sphm_jax.training import checkpoints, mesh
 
-# Peak score below which a point is reported unreliable (README, "Confidence per point").
+# Peak score below which a point is reported unreliable (docs/predict.md, confidence per point).
 RELIABLE_SCORE = 0.5
 _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
 

@@ -21,7 +21,7 @@ from sphm_jax.data.boxes import InputError, iou
 from sphm_jax.toolkit import detectors, smoothing
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-LOST_SCORE = 0.25  # mean heatmap peak below which a track is taken as lost (README: confidence)
+LOST_SCORE = 0.25  # mean heatmap peak below which a track is taken as lost (docs/predict.md)
 
 
 def _cv2():
