@@ -84,3 +84,22 @@ def uninterrupted(tiny_data_dir, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("uninterrupted")
     train.train_and_evaluate(tiny_config(tiny_data_dir, **RELIABILITY_OVERRIDES), str(workdir))
     return workdir
+
+
+@pytest.fixture(scope="session")
+def crops(tiny_data_dir):
+    """Eight uint8 test crops of the synthetic faces, as predict and evaluate cut them."""
+    config = tiny.get_config()
+    config.data_dir = tiny_data_dir
+    builder = input_pipeline.load_builder(config.dataset, config)
+    batches = input_pipeline.eval_batches(
+        builder, "test", global_batch_size=8, image_size=64, crop_scale=config.crop_scale
+    )
+    return next(batches)["image"]
+
+
+@pytest.fixture(scope="session")
+def trained(uninterrupted):
+    """(workdir, model, variables, settings) of the suite's tiny trained run (configs/tiny.py)."""
+    model, variables, settings = checkpoints.load_checkpoint(uninterrupted, dtype="float32")
+    return uninterrupted, model, variables, settings

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import tensorflow as tf
 
+from sphm_jax import geometry, inference
 from sphm_jax.training import checkpoints
 from sphm_jax.training.configs import tiny
 
@@ -92,3 +93,55 @@ def assert_same_run(resumed, uninterrupted):
     a = checkpoints.restore(os.path.join(resumed, "checkpoints"))[1]
     b = checkpoints.restore(os.path.join(uninterrupted, "checkpoints"))[1]
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+# --- exported artefacts: run by their own runtimes, compared with inference ---
+
+# float32 all through; the artefacts reorder sums (onnxruntime, XNNPACK), measured <= 1e-5 px.
+LANDMARK_TOL_PX = 1e-3
+SCORE_TOL = 1e-5
+# Only the TFLite converter needs a fixed batch (see artefacts.export_tflite).
+TFLITE_BATCH = 8
+
+
+def expected(model, variables, images, settings):
+    """inference.landmarks with identity crops: landmarks in crop pixels, and the scores."""
+    identity = geometry.identity((len(images),))
+    decoder = settings["decoder"]
+    points, scores = inference.landmarks(
+        model.apply,
+        variables,
+        images,
+        identity,
+        decoders=(decoder,),
+        window=settings["window"],
+        temperature=settings["temperature"],
+    )
+    return np.asarray(points[decoder]), np.asarray(scores)
+
+
+def run_artefact(fmt, path, images):
+    """The artefact run by its own runtime, as a user without sphm_jax would (docs/export.md)."""
+    if fmt == "stablehlo":
+        exported = jax.export.deserialize(bytearray(path.read_bytes()))
+        return [np.asarray(a) for a in exported.call(images)]
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return session.run(["landmarks", "scores"], {"images": images})
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        out = Interpreter(model_path=str(path)).get_signature_runner()(images=images)
+        return [out["landmarks"], out["scores"]]
+    out = tf.saved_model.load(str(path)).signatures["serving_default"](images=tf.constant(images))
+    return [out["landmarks"].numpy(), out["scores"].numpy()]
+
+
+def assert_parity(got, want):
+    assert got[0].shape == want[0].shape and got[1].shape == want[1].shape
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=LANDMARK_TOL_PX)
+    np.testing.assert_allclose(got[1], want[1], rtol=0, atol=SCORE_TOL)
