@@ -26,8 +26,8 @@ from absl import app, flags
 
 from sphm_jax import geometry, heatmaps, inference
 from sphm_jax.data import input_pipeline
-from sphm_jax.toolkit import plots, scoring
-from sphm_jax.training import checkpoints, config_loader, mesh, train, xla_cpu
+from sphm_jax.toolkit import plots
+from sphm_jax.training import checkpoints, config_loader, mesh, scoring, train, xla_cpu
 from sphm_jax.training.configs import ablation as rows
 
 PAPER_WFLW = {"baseline": 4.20, "hm": 3.90, "hm_no_lsa": 4.00, "siamese": 3.72}

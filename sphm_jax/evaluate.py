@@ -29,8 +29,8 @@ from etils import epath
 from sphm_jax import geometry, heatmaps, inference, layouts
 from sphm_jax.data import input_pipeline, protocols
 from sphm_jax.data.boxes import InputError
-from sphm_jax.toolkit import plots, scoring
-from sphm_jax.training import mesh, paths, xla_cpu
+from sphm_jax.toolkit import plots
+from sphm_jax.training import mesh, paths, scoring, xla_cpu
 from sphm_jax.training.checkpoints import WORKDIR_SETTINGS, load_checkpoint
 
 

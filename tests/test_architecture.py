@@ -30,6 +30,8 @@ COMMANDS = {
 # The paper's pure pieces at the top, then the library's subpackages by role.
 PAPER = {"heatmaps", "geometry", "augment", "losses", "metrics", "layouts", "inference", "models"}
 LIBRARY = PAPER | {"_validate", "data", "training", "toolkit"}
+# The library's layers, in the order data flows: each imports only its own layer and those below.
+LAYERS = {**dict.fromkeys(PAPER | {"_validate"}, 0), "data": 1, "training": 2, "toolkit": 3}
 
 
 def _modules():
@@ -73,6 +75,14 @@ def test_imports_follow_the_layers(module, path):
         assert not private, f"{module} uses train's private {sorted(set(private))}"
     else:
         assert not others, f"the library module {module} imports the command(s) {sorted(others)}"
+
+
+@pytest.mark.parametrize("module, path", list(_modules()), ids=lambda v: str(v))
+def test_the_library_flows_one_way(module, path):
+    top = module.split(".")[0]
+    if top in LAYERS:
+        above = sorted(n for n in _imported(path) if LAYERS.get(n, len(LAYERS)) > LAYERS[top])
+        assert not above, f"{module} (layer {top}) imports {above}, a layer above it"
 
 
 def test_the_code_map_names_every_module_where_it_lives():

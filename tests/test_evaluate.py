@@ -9,8 +9,7 @@ from PIL import Image
 
 from sphm_jax import evaluate, heatmaps
 from sphm_jax.data import input_pipeline, protocols
-from sphm_jax.toolkit import scoring
-from sphm_jax.training import mesh, train
+from sphm_jax.training import mesh, scoring, train
 
 
 def _args(tiny_data_dir, directory, *extra):

@@ -17,8 +17,7 @@ from PIL import Image
 
 from sphm_jax import geometry, predict
 from sphm_jax.data import input_pipeline
-from sphm_jax.toolkit import scoring
-from sphm_jax.training import checkpoints, train
+from sphm_jax.training import checkpoints, scoring, train
 from tests.helpers import ROOT
 
 

@@ -23,8 +23,7 @@ from sphm_jax.benchmark.records import (
     synthetic_batch,
 )
 from sphm_jax.data import input_pipeline
-from sphm_jax.toolkit import scoring
-from sphm_jax.training import mesh, train, xla_cpu
+from sphm_jax.training import mesh, scoring, train, xla_cpu
 
 
 def _cost_flops(compiled) -> float | None:

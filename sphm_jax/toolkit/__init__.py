@@ -1,7 +1,5 @@
 """What the commands share, as library (a command imports these, never another command).
 
-scoring           a predict function in, NME / AUC / failure rate per split and subset out
-                  (training's evaluation and `evaluate` alike)
 plots             landmark overlays, CED curves, prediction grids, heatmap figures
 predictor         the batched Predictor: image files and boxes -> sub-pixel landmarks
 detectors         face detectors that ship their models, and their calibration to the training box

@@ -1,6 +1,8 @@
 """The training shell: the steps and the loop, and what a run needs around them.
 
 train          create_train_state, train_step, eval_step, train_and_evaluate (the loop)
+scoring        a predict function in, NME / AUC / failure rate per split and subset out
+               (training's evaluation, and the evaluate and ablation commands)
 optimizer      the config's optimiser and learning-rate schedule
 checkpoints    every orbax call; checkpoints of a workdir
 mesh           the data-parallel device mesh, its shardings, moves between hosts and devices

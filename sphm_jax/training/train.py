@@ -25,7 +25,6 @@ from flax.training import train_state
 from sphm_jax import augment, inference, layouts, losses
 from sphm_jax.data import input_pipeline
 from sphm_jax.models import FAN
-from sphm_jax.toolkit import scoring
 from sphm_jax.training import (
     checkpoints,
     config_loader,
@@ -34,6 +33,7 @@ from sphm_jax.training import (
     paths,
     preemption,
     reporting,
+    scoring,
 )
 
 TRAIN_KEYS = ("image", "landmarks", "visible")

@@ -1,9 +1,9 @@
-"""Tests for sphm_jax.toolkit.scoring: subsets, gathering of kept examples (the whole path against training's
+"""Tests for sphm_jax.training.scoring: subsets, gathering of kept examples (the whole path against training's
 evaluation is in tests/test_evaluate.py)."""
 
 import numpy as np
 
-from sphm_jax.toolkit import scoring
+from sphm_jax.training import scoring
 
 
 def test_score_splits_by_string_values_and_by_each_flag_column():
