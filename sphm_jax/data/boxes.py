@@ -139,6 +139,7 @@ def nms(boxes, scores, threshold: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
 
 
 def centres_sides(boxes) -> tuple[np.ndarray, np.ndarray]:
+    """(centres [B, 2], sides [B]) of boxes, a side being sqrt(w * h)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     wh = boxes[:, 2:] - boxes[:, :2]
     return 0.5 * (boxes[:, :2] + boxes[:, 2:]), np.sqrt(wh[:, 0] * wh[:, 1])

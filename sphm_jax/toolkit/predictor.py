@@ -29,7 +29,7 @@ _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
 
 @dataclasses.dataclass
 class Predictor:
-    """Sub-pixel landmarks of faces in images; batched, jitted, spread over the local mesh.
+    """Sub-pixel landmarks of faces in images; batched, jitted, spread over the local devices.
 
     crop_scale: crop side / longer box side (the training pipeline's rule);
     use 1.0 with whole-image boxes to feed pre-cropped faces unchanged.
